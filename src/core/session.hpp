@@ -1,0 +1,100 @@
+// Session: one mounted Filesystem on one transport.
+//
+// The transport hands every FUSE message it receives to handle(); the Session validates it,
+// negotiates FUSE_INIT, dispatches to the Filesystem, encodes the reply and sends it through the
+// transport's ReplyChannel, and records per-mount statistics. Transports run one handle()
+// coroutine per request (co_spawn), so a slow request never holds back the others.
+//
+// Thread model: handle() may run concurrently on several threads (one io_context each) for the
+// same Session. Everything here is thread-safe.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "core/filesystem.hpp"
+#include "core/stats.hpp"
+
+namespace sandfs {
+
+// The transport's side of one request's reply. Lives until handle() completes.
+class ReplyChannel {
+ public:
+  virtual ~ReplyChannel() = default;
+
+  // Writable transport memory for up to `size` bytes of READ payload, which will be sent right
+  // after the fuse_out_header. /dev/fuse reuses the request buffer; vhost-user points into the
+  // guest's writable descriptors. Returns a view covering `size` bytes, or an empty view
+  // (size 0) when it has less room than that (the Session then answers EINVAL... or the
+  // transport's own limit).
+  virtual IoVecs payload_buffer(size_t size) = 0;
+
+  // Sends a reply. iov[0] is the fuse_out_header (len already set to the total of all parts).
+  // Parts may point into the payload_buffer(). Returns false if the transport could not deliver
+  // (the connection is gone); the Session only counts that.
+  virtual bool send(std::span<const iovec> iov) = 0;
+};
+
+struct SessionOptions {
+  // Largest WRITE payload (and READ size) offered to the kernel. Must be a multiple of 4 KiB
+  // between 4 KiB and 1 MiB (the kernel's default max_pages limit is 256).
+  uint32_t max_write = 1u << 20;
+  uint16_t max_background = 64;
+  uint16_t congestion_threshold = 48;
+  // Name for log lines.
+  std::string name = "sandfs";
+};
+
+class Session {
+ public:
+  Session(std::shared_ptr<Filesystem> fs, SessionOptions options);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Handles one complete FUSE message (fuse_in_header first). `message` and `reply` must stay
+  // valid until the returned awaitable completes. Never throws.
+  Task<void> handle(std::span<const std::byte> message, ReplyChannel& reply);
+
+  // Size a transport's receive buffer must have to hold any request the kernel may send.
+  size_t request_buffer_size() const;
+
+  bool initialized() const { return initialized_.load(std::memory_order_acquire); }
+  // True once FUSE_DESTROY was handled; the transport should stop.
+  bool destroyed() const { return destroyed_.load(std::memory_order_acquire); }
+
+  // Calls Filesystem::destroy() if FUSE_DESTROY never arrived (the kernel does not send it for
+  // plain /dev/fuse mounts). Idempotent. The transport calls it when it shuts down.
+  Task<void> shutdown();
+
+  Stats& stats() { return stats_; }
+  const Stats& stats() const { return stats_; }
+  Filesystem& filesystem() { return *fs_; }
+
+  // What was negotiated (valid once initialized()).
+  uint32_t proto_minor() const { return proto_minor_; }
+  uint64_t negotiated_flags() const { return negotiated_flags_; }
+  uint32_t max_write() const { return options_.max_write; }
+
+ private:
+  struct Dispatch;
+  friend struct Dispatch;
+  class InFlight;
+
+  std::shared_ptr<Filesystem> fs_;
+  SessionOptions options_;
+  Stats stats_;
+  std::unique_ptr<InFlight> in_flight_;
+  std::atomic<bool> initialized_{false};
+  std::atomic<bool> destroyed_{false};
+  std::atomic<bool> fs_destroyed_{false};
+  uint32_t proto_minor_ = 0;
+  uint64_t negotiated_flags_ = 0;
+};
+
+}  // namespace sandfs

@@ -1,0 +1,73 @@
+// Per-mount request statistics: counts and errors per opcode, errors by errno, bytes moved,
+// latency histogram, requests in flight. Updated with relaxed atomics from every thread; read as a
+// consistent-enough snapshot for the admin API and logs.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sandfs {
+
+class Stats {
+ public:
+  // Latency buckets: bucket i counts requests that took < 2^i microseconds (i = 0..31); the
+  // last bucket collects everything slower.
+  static constexpr size_t latency_buckets = 32;
+  static constexpr size_t opcode_slots = 64;  // opcodes >= this are counted in slot 0
+  static constexpr size_t errno_slots = 134;  // errnos >= this are counted in slot 0
+
+  struct OpSnapshot {
+    uint32_t opcode = 0;
+    uint64_t count = 0;
+    uint64_t errors = 0;
+    uint64_t total_ns = 0;
+  };
+  struct Snapshot {
+    std::vector<OpSnapshot> ops;                          // only opcodes seen
+    std::vector<std::pair<int, uint64_t>> errors_by_errno;  // only errnos seen
+    uint64_t bytes_read = 0;
+    uint64_t bytes_written = 0;
+    uint64_t in_flight = 0;
+    uint64_t malformed = 0;  // requests rejected by the decoder
+    uint64_t interrupts = 0;
+    std::array<uint64_t, latency_buckets> latency_us_log2{};
+    // Latency percentiles in microseconds (upper bounds of the histogram bucket).
+    uint64_t p50_us = 0, p90_us = 0, p99_us = 0, max_bucket_us = 0;
+  };
+
+  void begin() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
+  // Records one finished request. error is 0 or a positive errno.
+  void end(uint32_t opcode, int error, std::chrono::nanoseconds latency);
+  void add_read(uint64_t n) { bytes_read_.fetch_add(n, std::memory_order_relaxed); }
+  void add_written(uint64_t n) { bytes_written_.fetch_add(n, std::memory_order_relaxed); }
+  void add_malformed() { malformed_.fetch_add(1, std::memory_order_relaxed); }
+  void add_interrupt() { interrupts_.fetch_add(1, std::memory_order_relaxed); }
+
+  Snapshot snapshot() const;
+  // A short human-readable summary (one line per opcode seen).
+  std::string to_text() const;
+
+ private:
+  struct Op {
+    std::atomic<uint64_t> count{0};
+    std::atomic<uint64_t> errors{0};
+    std::atomic<uint64_t> total_ns{0};
+  };
+  std::array<Op, opcode_slots> ops_{};
+  std::array<std::atomic<uint64_t>, errno_slots> errnos_{};
+  std::array<std::atomic<uint64_t>, latency_buckets> latency_{};
+  std::atomic<uint64_t> bytes_read_{0};
+  std::atomic<uint64_t> bytes_written_{0};
+  std::atomic<uint64_t> in_flight_{0};
+  std::atomic<uint64_t> malformed_{0};
+  std::atomic<uint64_t> interrupts_{0};
+};
+
+// Kernel name of an opcode ("LOOKUP", "READDIRPLUS", ...) or "UNKNOWN".
+const char* opcode_name(uint32_t opcode);
+
+}  // namespace sandfs
