@@ -31,8 +31,12 @@ std::string_view to_string(CachePolicy policy) {
   return "auto";
 }
 
-Task<Status> Filesystem::init(const SessionParams&) { co_return ok_status(); }
-Task<void> Filesystem::destroy() { co_return; }
+Task<Status> Filesystem::init(const SessionParams&) {
+  co_return ok_status();
+}
+Task<void> Filesystem::destroy() {
+  co_return;
+}
 
 Task<Result<Entry>> Filesystem::lookup(const RequestContext&, InodeId, std::string_view) {
   co_return not_supported;
@@ -81,8 +85,8 @@ Task<Result<CreateReply>> Filesystem::create(const RequestContext&, InodeId, std
                                              uint32_t, uint32_t, uint32_t, bool) {
   co_return not_supported;
 }
-Task<Result<size_t>> Filesystem::read(const RequestContext&, InodeId, HandleId, uint64_t,
-                                      uint32_t, const IoVecs&) {
+Task<Result<size_t>> Filesystem::read(const RequestContext&, InodeId, HandleId, uint64_t, uint32_t,
+                                      const IoVecs&) {
   co_return not_supported;
 }
 Task<Result<size_t>> Filesystem::write(const RequestContext&, InodeId, HandleId, uint64_t,
@@ -114,7 +118,9 @@ Task<Status> Filesystem::releasedir(const RequestContext&, InodeId, HandleId) {
 Task<Status> Filesystem::fsyncdir(const RequestContext&, InodeId, HandleId, bool) {
   co_return not_supported;
 }
-Task<Result<StatFs>> Filesystem::statfs(const RequestContext&, InodeId) { co_return StatFs{}; }
+Task<Result<StatFs>> Filesystem::statfs(const RequestContext&, InodeId) {
+  co_return StatFs{};
+}
 Task<Status> Filesystem::setxattr(const RequestContext&, InodeId, std::string_view,
                                   std::span<const char>, uint32_t) {
   co_return not_supported;
@@ -140,9 +146,8 @@ Task<Result<uint64_t>> Filesystem::lseek(const RequestContext&, InodeId, HandleI
                                          uint32_t) {
   co_return not_supported;
 }
-Task<Result<size_t>> Filesystem::copy_file_range(const RequestContext&, InodeId, HandleId,
-                                                 uint64_t, InodeId, HandleId, uint64_t, uint64_t,
-                                                 uint64_t) {
+Task<Result<size_t>> Filesystem::copy_file_range(const RequestContext&, InodeId, HandleId, uint64_t,
+                                                 InodeId, HandleId, uint64_t, uint64_t, uint64_t) {
   co_return not_supported;
 }
 

@@ -160,8 +160,8 @@ struct StatFs {
 
 // getxattr/listxattr: a request with size 0 asks only for the size.
 struct XattrReply {
-  uint32_t size = 0;           // the size of the value (or name list)
-  std::vector<char> data;      // the value, empty when only the size was asked for
+  uint32_t size = 0;       // the size of the value (or name list)
+  std::vector<char> data;  // the value, empty when only the size was asked for
 };
 
 // A scatter/gather view of transport memory. `iov` covers at least `size` bytes.
@@ -196,7 +196,7 @@ struct Capabilities {
   bool atomic_o_trunc = false;      // open() honours O_TRUNC
   bool cache_symlinks = false;      // the kernel may cache readlink results
   bool posix_acl = false;
-  bool export_support = false;      // lookup of "." and ".." is supported
+  bool export_support = false;  // lookup of "." and ".." is supported
   bool direct_io_allow_mmap = true;
 };
 
@@ -260,21 +260,18 @@ class Filesystem {
                                      uint64_t offset, const IoVecs& src, bool kill_suidgid);
   virtual Task<Status> flush(const RequestContext& ctx, InodeId ino, HandleId fh,
                              uint64_t lock_owner);
-  virtual Task<Status> release(const RequestContext& ctx, InodeId ino, HandleId fh,
-                               uint32_t flags);
+  virtual Task<Status> release(const RequestContext& ctx, InodeId ino, HandleId fh, uint32_t flags);
   virtual Task<Status> fsync(const RequestContext& ctx, InodeId ino, HandleId fh, bool datasync);
 
-  virtual Task<Result<OpenReply>> opendir(const RequestContext& ctx, InodeId ino,
-                                          uint32_t flags);
+  virtual Task<Result<OpenReply>> opendir(const RequestContext& ctx, InodeId ino, uint32_t flags);
   // Offsets: 0 starts the listing; otherwise the next_offset of an entry sent before. Offsets
   // must stay valid while entries are added and removed concurrently.
-  virtual Task<Status> readdir(const RequestContext& ctx, InodeId ino, HandleId fh,
-                               uint64_t offset, DirSink& sink);
+  virtual Task<Status> readdir(const RequestContext& ctx, InodeId ino, HandleId fh, uint64_t offset,
+                               DirSink& sink);
   virtual Task<Status> readdirplus(const RequestContext& ctx, InodeId ino, HandleId fh,
                                    uint64_t offset, DirPlusSink& sink);
   virtual Task<Status> releasedir(const RequestContext& ctx, InodeId ino, HandleId fh);
-  virtual Task<Status> fsyncdir(const RequestContext& ctx, InodeId ino, HandleId fh,
-                                bool datasync);
+  virtual Task<Status> fsyncdir(const RequestContext& ctx, InodeId ino, HandleId fh, bool datasync);
 
   virtual Task<Result<StatFs>> statfs(const RequestContext& ctx, InodeId ino);
 
@@ -284,10 +281,8 @@ class Filesystem {
   virtual Task<Result<XattrReply>> getxattr(const RequestContext& ctx, InodeId ino,
                                             std::string_view name, uint32_t size);
   // The names, each NUL-terminated. size 0: only the size; too small: ERANGE.
-  virtual Task<Result<XattrReply>> listxattr(const RequestContext& ctx, InodeId ino,
-                                             uint32_t size);
-  virtual Task<Status> removexattr(const RequestContext& ctx, InodeId ino,
-                                   std::string_view name);
+  virtual Task<Result<XattrReply>> listxattr(const RequestContext& ctx, InodeId ino, uint32_t size);
+  virtual Task<Status> removexattr(const RequestContext& ctx, InodeId ino, std::string_view name);
 
   virtual Task<Status> access(const RequestContext& ctx, InodeId ino, uint32_t mask);
   virtual Task<Status> fallocate(const RequestContext& ctx, InodeId ino, HandleId fh,

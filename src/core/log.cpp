@@ -30,8 +30,12 @@ const char* level_name(Level l) {
 }
 }  // namespace
 
-void set_level(Level l) { current_level.store(l, std::memory_order_relaxed); }
-Level level() { return current_level.load(std::memory_order_relaxed); }
+void set_level(Level l) {
+  current_level.store(l, std::memory_order_relaxed);
+}
+Level level() {
+  return current_level.load(std::memory_order_relaxed);
+}
 
 bool parse_level(std::string_view text, Level& out) {
   static constexpr std::pair<std::string_view, Level> names[] = {
@@ -55,11 +59,10 @@ Line::~Line() {
   const size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &parts);
   snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", now.tv_nsec / 1000000);
   std::ostringstream line;
-  line << stamp << ' ' << level_name(level_)
-       << " sandfs: " << out_.str() << '\n';
+  line << stamp << ' ' << level_name(level_) << " sandfs: " << out_.str() << '\n';
   const std::string text = line.str();
   // One write(2) keeps lines from different threads whole.
-  [[maybe_unused]] auto n = ::write(STDERR_FILENO, text.data(), text.size());
+  [[maybe_unused]] auto written = ::write(STDERR_FILENO, text.data(), text.size());
 }
 
 }  // namespace sandfs::log

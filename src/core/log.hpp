@@ -15,7 +15,9 @@ enum class Level { trace = 0, debug, info, warn, error, off };
 void set_level(Level level);
 Level level();
 bool parse_level(std::string_view text, Level& out);
-inline bool enabled(Level l) { return l >= level() && l != Level::off; }
+inline bool enabled(Level l) {
+  return l >= level() && l != Level::off;
+}
 
 class Line {
  public:
@@ -36,7 +38,7 @@ class Line {
 
 }  // namespace sandfs::log
 
-#define SANDFS_LOG(lvl)                                          \
-  if (!::sandfs::log::enabled(::sandfs::log::Level::lvl)) {      \
-  } else                                                         \
+#define SANDFS_LOG(lvl)                                     \
+  if (!::sandfs::log::enabled(::sandfs::log::Level::lvl)) { \
+  } else                                                    \
     ::sandfs::log::Line(::sandfs::log::Level::lvl)

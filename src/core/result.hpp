@@ -17,7 +17,9 @@ struct Errno {
   int value;
 };
 
-inline constexpr Errno errno_of(int e) { return Errno{e > 0 ? e : EIO}; }
+inline constexpr Errno errno_of(int e) {
+  return Errno{e > 0 ? e : EIO};
+}
 
 template <class T>
 class [[nodiscard]] Result {
@@ -67,6 +69,8 @@ class [[nodiscard]] Result<void> {
 
 using Status = Result<void>;
 
-inline Status ok_status() { return {}; }
+inline Status ok_status() {
+  return {};
+}
 
 }  // namespace sandfs

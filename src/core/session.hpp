@@ -93,6 +93,7 @@ class Session {
   std::atomic<bool> initialized_{false};
   std::atomic<bool> destroyed_{false};
   std::atomic<bool> fs_destroyed_{false};
+  size_t buffer_size_ = 0;
   uint32_t proto_minor_ = 0;
   uint64_t negotiated_flags_ = 0;
 };

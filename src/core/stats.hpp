@@ -27,7 +27,7 @@ class Stats {
     uint64_t total_ns = 0;
   };
   struct Snapshot {
-    std::vector<OpSnapshot> ops;                          // only opcodes seen
+    std::vector<OpSnapshot> ops;                            // only opcodes seen
     std::vector<std::pair<int, uint64_t>> errors_by_errno;  // only errnos seen
     uint64_t bytes_read = 0;
     uint64_t bytes_written = 0;

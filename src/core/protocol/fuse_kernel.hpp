@@ -550,7 +550,9 @@ struct fuse_direntplus {
 };
 static_assert(sizeof(fuse_direntplus) == 152);
 
-constexpr uint64_t fuse_dirent_align(uint64_t x) { return (x + 7) & ~uint64_t{7}; }
+constexpr uint64_t fuse_dirent_align(uint64_t x) {
+  return (x + 7) & ~uint64_t{7};
+}
 constexpr uint64_t fuse_dirent_size(uint64_t namelen) {
   return fuse_dirent_align(sizeof(fuse_dirent) + namelen);
 }
@@ -622,7 +624,8 @@ struct fuse_ext_header {
 };
 static_assert(sizeof(fuse_ext_header) == 8);
 
-// ---- /dev/fuse ioctls (_IOR/_IOW(229, n, ...)) ---------------------------------------------------
+// ---- /dev/fuse ioctls (_IOR/_IOW(229, n, ...))
+// ---------------------------------------------------
 struct fuse_backing_map {
   int32_t fd;
   uint32_t flags;
