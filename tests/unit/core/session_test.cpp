@@ -1,0 +1,523 @@
+// Session: FUSE_INIT negotiation, request decoding against hostile input, reply encoding,
+// interrupts and stats, driven with hand-built messages and a fake backend.
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <catch2/catch.hpp>
+
+#include "core/protocol/fuse_kernel.hpp"
+#include "core/session.hpp"
+
+namespace asio = boost::asio;
+using namespace sandfs;
+using namespace sandfs::fuse;
+
+namespace {
+
+// Builds a FUSE message: header, then arguments appended in order.
+class Msg {
+ public:
+  Msg(uint32_t opcode, uint64_t nodeid = 1, uint64_t unique = 2) {
+    fuse_in_header h{};
+    h.opcode = opcode;
+    h.nodeid = nodeid;
+    h.unique = unique;
+    h.uid = 1000;
+    h.gid = 1000;
+    h.pid = 42;
+    add(h);
+  }
+  template <class T>
+  Msg& add(const T& v) {
+    const auto* p = reinterpret_cast<const std::byte*>(&v);
+    bytes_.insert(bytes_.end(), p, p + sizeof v);
+    return *this;
+  }
+  Msg& str(std::string_view s, bool nul = true) {
+    const auto* p = reinterpret_cast<const std::byte*>(s.data());
+    bytes_.insert(bytes_.end(), p, p + s.size());
+    if (nul) bytes_.push_back(std::byte{0});
+    return *this;
+  }
+  // Sets header.len to the real size (or to `len` to lie).
+  std::vector<std::byte> done(std::optional<uint32_t> len = std::nullopt) {
+    const uint32_t n = len.value_or(static_cast<uint32_t>(bytes_.size()));
+    std::memcpy(bytes_.data(), &n, sizeof n);
+    return bytes_;
+  }
+
+ private:
+  std::vector<std::byte> bytes_;
+};
+
+class CaptureChannel : public ReplyChannel {
+ public:
+  std::vector<std::vector<std::byte>> replies;
+  std::vector<std::byte> payload = std::vector<std::byte>(2 << 20);
+  iovec payload_iov{};
+
+  IoVecs payload_buffer(size_t size) override {
+    payload_iov = iovec{payload.data(), std::min(size, payload.size())};
+    return IoVecs{std::span<const iovec>(&payload_iov, 1), payload_iov.iov_len};
+  }
+  bool send(std::span<const iovec> iov) override {
+    std::vector<std::byte> out;
+    for (const iovec& v : iov) {
+      const auto* p = static_cast<const std::byte*>(v.iov_base);
+      out.insert(out.end(), p, p + v.iov_len);
+    }
+    replies.push_back(std::move(out));
+    return true;
+  }
+  fuse_out_header header(size_t i = 0) const {
+    fuse_out_header h{};
+    REQUIRE(replies.size() > i);
+    REQUIRE(replies[i].size() >= sizeof h);
+    std::memcpy(&h, replies[i].data(), sizeof h);
+    CHECK(h.len == replies[i].size());
+    return h;
+  }
+  template <class T>
+  T body(size_t i = 0) const {
+    T v{};
+    REQUIRE(replies.at(i).size() >= sizeof(fuse_out_header) + sizeof(T));
+    std::memcpy(&v, replies[i].data() + sizeof(fuse_out_header), sizeof v);
+    return v;
+  }
+};
+
+class FakeFs : public Filesystem {
+ public:
+  Capabilities caps;
+  SessionParams params;
+  std::vector<std::pair<InodeId, uint64_t>> forgets;
+  std::string last_name;
+  uint32_t last_umask = 99;
+  int lookups = 0;
+  int writes = 0;
+  bool throw_bad_alloc = false;
+  bool throw_runtime = false;
+  int readdir_entries = 0;
+
+  Capabilities capabilities() const override { return caps; }
+  Task<Status> init(const SessionParams& p) override {
+    params = p;
+    co_return ok_status();
+  }
+  Task<Result<Entry>> lookup(const RequestContext& ctx, InodeId parent,
+                             std::string_view name) override {
+    ++lookups;
+    last_name = std::string(name);
+    if (throw_bad_alloc) throw std::bad_alloc();
+    if (throw_runtime) throw std::runtime_error("boom");
+    if (name == "missing") co_return Errno{ENOENT};
+    Entry e;
+    e.ino = parent + 10;
+    e.attr.ino = e.ino;
+    e.attr.mode = S_IFREG | 0644;
+    e.attr.uid = ctx.uid;
+    e.attr.size = 123;
+    e.entry_timeout = std::chrono::milliseconds(1500);
+    e.attr_timeout = std::chrono::seconds(2);
+    co_return e;
+  }
+  void forget(InodeId ino, uint64_t n) override { forgets.emplace_back(ino, n); }
+  Task<Result<Entry>> mkdir(const RequestContext&, InodeId, std::string_view name, uint32_t,
+                            uint32_t umask) override {
+    last_name = std::string(name);
+    last_umask = umask;
+    Entry e;
+    e.ino = 77;
+    co_return e;
+  }
+  Task<Result<size_t>> read(const RequestContext& ctx, InodeId, HandleId fh, uint64_t offset,
+                            uint32_t size, const IoVecs& dst) override {
+    if (fh == 999) {
+      // Wait until interrupted, polling like a long copy would.
+      asio::steady_timer t(co_await asio::this_coro::executor);
+      while (!ctx.is_interrupted()) {
+        t.expires_after(std::chrono::milliseconds(1));
+        co_await t.async_wait(asio::use_awaitable);
+      }
+      co_return Errno{EINTR};
+    }
+    size_t n = std::min<size_t>(size, 10);
+    REQUIRE(dst.size >= n);
+    auto* p = static_cast<char*>(dst.iov[0].iov_base);
+    for (size_t i = 0; i < n; ++i)
+      p[i] = static_cast<char>('a' + (offset + i) % 26);
+    co_return n;
+  }
+  Task<Result<size_t>> write(const RequestContext&, InodeId, HandleId, uint64_t, const IoVecs& src,
+                             bool) override {
+    ++writes;
+    co_return src.size;
+  }
+  Task<Status> readdir(const RequestContext&, InodeId, HandleId, uint64_t offset,
+                       DirSink& sink) override {
+    for (uint64_t i = offset; i < 1000; ++i) {
+      if (!sink.add("entry" + std::to_string(i), 100 + i, DT_REG, i + 1)) break;
+      ++readdir_entries;
+    }
+    co_return ok_status();
+  }
+};
+
+struct Harness {
+  asio::io_context io;
+  std::shared_ptr<FakeFs> fs = std::make_shared<FakeFs>();
+  std::unique_ptr<Session> session;
+  CaptureChannel ch;
+
+  explicit Harness(bool init = true) {
+    session = std::make_unique<Session>(fs, SessionOptions{});
+    if (init) {
+      send(init_msg(45));
+      REQUIRE(session->initialized());
+      ch.replies.clear();
+    }
+  }
+  static std::vector<std::byte> init_msg(uint32_t minor, uint32_t major = 7) {
+    fuse_init_in in{};
+    in.major = major;
+    in.minor = minor;
+    in.max_readahead = 131072;
+    in.flags = 0x73fffffb;  // what kernel 6.18 offers
+    in.flags2 = 0x000005fd;
+    return Msg(FUSE_INIT).add(in).done();
+  }
+  void send(const std::vector<std::byte>& msg) {
+    asio::co_spawn(io, session->handle(msg, ch), asio::detached);
+    io.run();
+    io.restart();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("INIT negotiates only flags both sides support", "[session]") {
+  Harness h(false);
+  h.fs->caps.handle_killpriv_v2 = true;
+  h.fs->caps.atomic_o_trunc = true;
+  h.send(Harness::init_msg(45));
+  REQUIRE(h.ch.header().error == 0);
+  auto out = h.ch.body<fuse_init_out>();
+  CHECK(out.major == 7);
+  CHECK(out.minor == 45);
+  CHECK(out.max_write == 1u << 20);
+  CHECK(out.max_pages == 256);
+  CHECK(out.max_readahead == 131072);
+  const uint64_t flags = out.flags | (uint64_t{out.flags2} << 32);
+  CHECK(flags & FUSE_DO_READDIRPLUS);
+  CHECK(flags & FUSE_READDIRPLUS_AUTO);
+  CHECK(flags & FUSE_PARALLEL_DIROPS);
+  CHECK(flags & FUSE_HANDLE_KILLPRIV_V2);
+  CHECK(flags & FUSE_ATOMIC_O_TRUNC);
+  CHECK(flags & FUSE_MAX_PAGES);
+  CHECK_FALSE(flags & FUSE_WRITEBACK_CACHE);  // backend did not ask
+  CHECK_FALSE(flags & FUSE_POSIX_LOCKS);      // locks stay in the kernel
+  CHECK_FALSE(flags & FUSE_INIT_RESERVED);
+  CHECK((flags & ~(uint64_t{0x73fffffb} | (uint64_t{0x5fd} << 32))) == 0);  // nothing unoffered
+  CHECK(h.fs->params.handle_killpriv_v2);
+  CHECK(h.fs->params.dont_mask);
+  CHECK(h.session->initialized());
+}
+
+TEST_CASE("INIT with writeback asks the kernel for the write cache", "[session]") {
+  Harness h(false);
+  h.fs->caps.writeback_cache = true;
+  h.send(Harness::init_msg(45));
+  auto out = h.ch.body<fuse_init_out>();
+  CHECK(out.flags & FUSE_WRITEBACK_CACHE);
+  CHECK(h.fs->params.writeback_cache);
+}
+
+TEST_CASE("INIT from an older kernel answers its minor and refuses below 7.31", "[session]") {
+  SECTION("7.31 is accepted and echoed") {
+    Harness h(false);
+    h.send(Harness::init_msg(31));
+    CHECK(h.ch.header().error == 0);
+    CHECK(h.ch.body<fuse_init_out>().minor == 31);
+  }
+  SECTION("7.30 is refused") {
+    Harness h(false);
+    h.send(Harness::init_msg(30));
+    CHECK(h.ch.header().error == -EPROTO);
+    CHECK_FALSE(h.session->initialized());
+  }
+  SECTION("a newer major gets our major back so the kernel can retry") {
+    Harness h(false);
+    h.send(Harness::init_msg(0, 8));
+    CHECK(h.ch.header().error == 0);
+    CHECK(h.ch.body<fuse_init_out>().major == 7);
+    CHECK_FALSE(h.session->initialized());
+  }
+  SECTION("a second INIT is a protocol error") {
+    Harness h;
+    h.send(Harness::init_msg(45));
+    CHECK(h.ch.header().error == -EPROTO);
+  }
+  SECTION("a truncated INIT is EINVAL") {
+    Harness h(false);
+    h.send(Msg(FUSE_INIT).add(uint32_t{7}).done());
+    CHECK(h.ch.header().error == -EINVAL);
+  }
+}
+
+TEST_CASE("requests before INIT are refused", "[session]") {
+  Harness h(false);
+  h.send(Msg(FUSE_LOOKUP).str("a").done());
+  CHECK(h.ch.header().error == -EIO);
+  CHECK(h.fs->lookups == 0);
+}
+
+TEST_CASE("malformed headers are dropped or answered EINVAL, never trusted", "[session]") {
+  Harness h;
+  SECTION("shorter than a header: no reply") {
+    std::vector<std::byte> tiny(12);
+    h.send(tiny);
+    CHECK(h.ch.replies.empty());
+  }
+  SECTION("len larger than the buffer") {
+    h.send(Msg(FUSE_LOOKUP, 1, 7).str("a").done(4096));
+    CHECK(h.ch.header().error == -EINVAL);
+    CHECK(h.ch.header().unique == 7);
+    CHECK(h.fs->lookups == 0);
+  }
+  SECTION("len smaller than a header") {
+    h.send(Msg(FUSE_LOOKUP).str("a").done(8));
+    CHECK(h.ch.header().error == -EINVAL);
+  }
+  SECTION("extensions longer than the message") {
+    auto m = Msg(FUSE_LOOKUP).str("a").done();
+    uint16_t ext = 100;
+    std::memcpy(m.data() + offsetof(fuse_in_header, total_extlen), &ext, sizeof ext);
+    h.send(m);
+    CHECK(h.ch.header().error == -EINVAL);
+  }
+  CHECK(h.session->stats().snapshot().malformed == 1);
+}
+
+TEST_CASE("names are validated before they reach the backend", "[session]") {
+  Harness h;
+  SECTION("no terminating NUL") {
+    h.send(Msg(FUSE_LOOKUP).str("abc", false).done());
+    CHECK(h.ch.header().error == -EINVAL);
+  }
+  SECTION("empty") {
+    h.send(Msg(FUSE_LOOKUP).str("").done());
+    CHECK(h.ch.header().error == -EINVAL);
+  }
+  SECTION("slash") {
+    h.send(Msg(FUSE_LOOKUP).str("a/b").done());
+    CHECK(h.ch.header().error == -EPERM);
+  }
+  SECTION("longer than NAME_MAX") {
+    h.send(Msg(FUSE_LOOKUP).str(std::string(256, 'x')).done());
+    CHECK(h.ch.header().error == -ENAMETOOLONG);
+  }
+  CHECK(h.fs->lookups == 0);
+  SECTION("255 bytes is fine") {
+    h.send(Msg(FUSE_LOOKUP).str(std::string(255, 'x')).done());
+    CHECK(h.ch.header().error == 0);
+    CHECK(h.fs->last_name.size() == 255);
+  }
+}
+
+TEST_CASE("LOOKUP encodes the entry and its timeouts", "[session]") {
+  Harness h;
+  h.send(Msg(FUSE_LOOKUP, 5, 9).str("file").done());
+  auto hdr = h.ch.header();
+  CHECK(hdr.error == 0);
+  CHECK(hdr.unique == 9);
+  CHECK(hdr.len == sizeof(fuse_out_header) + sizeof(fuse_entry_out));
+  auto e = h.ch.body<fuse_entry_out>();
+  CHECK(e.nodeid == 15);
+  CHECK(e.entry_valid == 1);
+  CHECK(e.entry_valid_nsec == 500'000'000);
+  CHECK(e.attr_valid == 2);
+  CHECK(e.attr.size == 123);
+  CHECK(e.attr.uid == 1000);
+  CHECK(e.attr.mode == (S_IFREG | 0644));
+
+  h.ch.replies.clear();
+  h.send(Msg(FUSE_LOOKUP).str("missing").done());
+  CHECK(h.ch.header().error == -ENOENT);
+}
+
+TEST_CASE("MKDIR passes the umask because DONT_MASK was negotiated", "[session]") {
+  Harness h;
+  fuse_mkdir_in in{0755, 022};
+  h.send(Msg(FUSE_MKDIR).add(in).str("d").done());
+  CHECK(h.ch.header().error == 0);
+  CHECK(h.fs->last_umask == 022);
+  CHECK(h.fs->last_name == "d");
+  SECTION("a MKDIR without its argument struct is EINVAL") {
+    h.ch.replies.clear();
+    h.send(Msg(FUSE_MKDIR).add(uint16_t{1}).done());
+    CHECK(h.ch.header().error == -EINVAL);
+  }
+}
+
+TEST_CASE("READ replies with the backend's bytes and rejects absurd offsets", "[session]") {
+  Harness h;
+  fuse_read_in in{};
+  in.fh = 1;
+  in.offset = 3;
+  in.size = 4096;
+  h.send(Msg(FUSE_READ).add(in).done());
+  auto hdr = h.ch.header();
+  CHECK(hdr.error == 0);
+  REQUIRE(hdr.len == sizeof(fuse_out_header) + 10);
+  std::string data(reinterpret_cast<const char*>(h.ch.replies[0].data()) + 16, 10);
+  CHECK(data == "defghijklm");
+  CHECK(h.session->stats().snapshot().bytes_read == 10);
+
+  h.ch.replies.clear();
+  in.offset = uint64_t{1} << 63;
+  h.send(Msg(FUSE_READ).add(in).done());
+  CHECK(h.ch.header().error == -EINVAL);
+}
+
+TEST_CASE("WRITE whose size lies about its payload is refused", "[session]") {
+  Harness h;
+  fuse_write_in in{};
+  in.size = 100;
+  h.send(Msg(FUSE_WRITE).add(in).str(std::string(10, 'x'), false).done());
+  CHECK(h.ch.header().error == -EINVAL);
+  CHECK(h.fs->writes == 0);
+
+  h.ch.replies.clear();
+  in.size = 10;
+  h.send(Msg(FUSE_WRITE).add(in).str(std::string(10, 'x'), false).done());
+  CHECK(h.ch.header().error == 0);
+  CHECK(h.ch.body<fuse_write_out>().size == 10);
+  CHECK(h.fs->writes == 1);
+
+  h.ch.replies.clear();
+  in.size = (2u << 20);  // more than max_write
+  h.send(Msg(FUSE_WRITE).add(in).done());
+  CHECK(h.ch.header().error == -EINVAL);
+}
+
+TEST_CASE("FORGET and BATCH_FORGET reach the backend and send no reply", "[session]") {
+  Harness h;
+  h.send(Msg(FUSE_FORGET, 33).add(fuse_forget_in{4}).done());
+  fuse_batch_forget_in b{2, 0};
+  h.send(
+      Msg(FUSE_BATCH_FORGET).add(b).add(fuse_forget_one{40, 1}).add(fuse_forget_one{41, 2}).done());
+  CHECK(h.ch.replies.empty());
+  REQUIRE(h.fs->forgets.size() == 3);
+  CHECK(h.fs->forgets[0] == std::pair<InodeId, uint64_t>{33, 4});
+  CHECK(h.fs->forgets[2] == std::pair<InodeId, uint64_t>{41, 2});
+
+  SECTION("a count larger than the message forgets nothing") {
+    fuse_batch_forget_in lie{1000000, 0};
+    h.send(Msg(FUSE_BATCH_FORGET).add(lie).add(fuse_forget_one{50, 1}).done());
+    CHECK(h.fs->forgets.size() == 3);
+    CHECK(h.ch.replies.empty());
+    CHECK(h.session->stats().snapshot().malformed == 1);
+  }
+}
+
+TEST_CASE("READDIR packs aligned dirents and stops when the buffer is full", "[session]") {
+  Harness h;
+  fuse_read_in in{};
+  in.size = 4096;
+  h.send(Msg(FUSE_READDIR).add(in).done());
+  auto hdr = h.ch.header();
+  CHECK(hdr.error == 0);
+  const auto& r = h.ch.replies[0];
+  size_t pos = sizeof(fuse_out_header);
+  uint64_t count = 0;
+  while (pos < r.size()) {
+    fuse_dirent d{};
+    std::memcpy(&d, r.data() + pos, sizeof d);
+    std::string name(reinterpret_cast<const char*>(r.data()) + pos + sizeof d, d.namelen);
+    CHECK(name == "entry" + std::to_string(count));
+    CHECK(d.off == count + 1);
+    CHECK(d.ino == 100 + count);
+    pos += fuse_dirent_size(d.namelen);
+    ++count;
+  }
+  CHECK(pos == r.size());
+  CHECK(r.size() - sizeof(fuse_out_header) <= 4096);
+  CHECK(count == static_cast<uint64_t>(h.fs->readdir_entries));
+  CHECK(count > 100);
+}
+
+TEST_CASE("unsupported opcodes answer ENOSYS", "[session]") {
+  Harness h;
+  h.send(Msg(FUSE_GETLK).add(fuse_lk_in{}).done());
+  CHECK(h.ch.header().error == -ENOSYS);
+  h.ch.replies.clear();
+  h.send(Msg(12345).done());
+  CHECK(h.ch.header().error == -ENOSYS);
+}
+
+TEST_CASE("exceptions from a backend become ENOMEM or EIO", "[session]") {
+  Harness h;
+  h.fs->throw_bad_alloc = true;
+  h.send(Msg(FUSE_LOOKUP).str("x").done());
+  CHECK(h.ch.header().error == -ENOMEM);
+  h.fs->throw_bad_alloc = false;
+  h.fs->throw_runtime = true;
+  h.send(Msg(FUSE_LOOKUP).str("x").done());
+  CHECK(h.ch.header(1).error == -EIO);
+}
+
+TEST_CASE("INTERRUPT reaches a request that is still running", "[session]") {
+  Harness h;
+  fuse_read_in in{};
+  in.fh = 999;  // the fake waits until interrupted
+  in.size = 10;
+  auto read = Msg(FUSE_READ, 1, 500).add(in).done();
+  auto intr = Msg(FUSE_INTERRUPT, 0, 501).add(fuse_interrupt_in{500}).done();
+  asio::co_spawn(h.io, h.session->handle(read, h.ch), asio::detached);
+  asio::co_spawn(h.io, h.session->handle(intr, h.ch), asio::detached);
+  h.io.run();
+  REQUIRE(h.ch.replies.size() == 1);  // INTERRUPT itself has no reply
+  CHECK(h.ch.header().unique == 500);
+  CHECK(h.ch.header().error == -EINTR);
+  CHECK(h.session->stats().snapshot().interrupts == 1);
+}
+
+TEST_CASE("stats count requests, errors and errnos per opcode", "[session]") {
+  Harness h;
+  h.send(Msg(FUSE_LOOKUP).str("a").done());
+  h.send(Msg(FUSE_LOOKUP).str("missing").done());
+  auto s = h.session->stats().snapshot();
+  bool found = false;
+  for (const auto& op : s.ops) {
+    if (op.opcode == FUSE_LOOKUP) {
+      found = true;
+      CHECK(op.count == 2);
+      CHECK(op.errors == 1);
+    }
+  }
+  CHECK(found);
+  REQUIRE_FALSE(s.errors_by_errno.empty());
+  CHECK(s.errors_by_errno[0].first == ENOENT);
+  CHECK(s.in_flight == 0);
+  CHECK(std::string(opcode_name(FUSE_READDIRPLUS)) == "READDIRPLUS");
+}
+
+TEST_CASE("DESTROY marks the session finished and later requests fail", "[session]") {
+  Harness h;
+  h.send(Msg(FUSE_DESTROY).done());
+  CHECK(h.ch.header().error == 0);
+  CHECK(h.session->destroyed());
+  h.send(Msg(FUSE_LOOKUP).str("a").done());
+  CHECK(h.ch.header(1).error == -ENODEV);
+}
