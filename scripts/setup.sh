@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything sandfs needs to build, test and benchmark, from Debian 12 packages.
+# Idempotent: when every package is already installed it changes nothing and needs no network.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential g++ cmake ninja-build ccache pkg-config clang-format
+  libboost1.81-dev liburing-dev nlohmann-json3-dev catch2 libsqlite3-dev
+  # the kernel FUSE client's helpers and libfuse's examples (a benchmark peer)
+  fuse3 libfuse3-dev
+  # tools the integration tests drive through a mount
+  git rsync tar attr findutils coreutils diffutils python3 e2fsprogs
+  # benchmarks
+  fio bindfs
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi
+
+# The kernel's FUSE client must be available for the mount tests and the demo.
+if [ ! -e /dev/fuse ] && [ "$(id -u)" -eq 0 ]; then
+  modprobe fuse 2>/dev/null || true
+fi
