@@ -1,0 +1,32 @@
+// sandfsd: the sandfs server command.
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cli/mount_command.hpp"
+#include "cli/options.hpp"
+
+int main(int argc, char** argv) {
+  using sandfs::cli::Command;
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  const Command cmd = sandfs::cli::parse_command_line(args);
+  switch (cmd.kind) {
+    case Command::Kind::help:
+      std::fputs(sandfs::cli::usage_text().c_str(), stdout);
+      return sandfs::cli::exit_ok;
+    case Command::Kind::version:
+      std::fputs(sandfs::cli::version_text().c_str(), stdout);
+      return sandfs::cli::exit_ok;
+    case Command::Kind::mount_help:
+      std::fputs(sandfs::cli::mount_usage_text().c_str(), stdout);
+      return sandfs::cli::exit_ok;
+    case Command::Kind::mount:
+      return sandfs::cli::run_mount(cmd.mount);
+    case Command::Kind::error:
+      break;
+  }
+  std::fprintf(stderr, "%s\n", cmd.error.c_str());
+  if (args.empty()) std::fputs(sandfs::cli::usage_text().c_str(), stderr);
+  return sandfs::cli::exit_usage;
+}

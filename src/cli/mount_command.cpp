@@ -1,0 +1,189 @@
+#include "cli/mount_command.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "backends/memfs/memfs.hpp"
+#include "core/log.hpp"
+#include "core/session.hpp"
+#include "core/units.hpp"
+#include "transport/fuse_dev/fuse_dev_server.hpp"
+#include "transport/fuse_dev/fuse_mount.hpp"
+
+namespace sandfs::cli {
+
+namespace {
+
+std::shared_ptr<Filesystem> make_backend(const MountCommand& c) {
+  switch (c.backend) {
+    case Backend::memfs: {
+      memfs::MemFsConfig config;
+      config.capacity_bytes = c.capacity_bytes;
+      config.max_inodes = c.max_inodes;
+      config.cache = c.cache;
+      config.writeback = c.writeback;
+      // The mounting user owns the root, so a user mount (through fusermount3) is writable.
+      config.root_uid = ::getuid();
+      config.root_gid = ::getgid();
+      return memfs::make_memfs(config);
+    }
+  }
+  return nullptr;
+}
+
+std::string describe(const MountCommand& c, const fuse_dev::FuseMount& mount,
+                     const fuse_dev::FuseDevServer& server) {
+  std::string s = "sandfsd: mounted " + std::string(to_string(c.backend)) + " on " +
+                  mount.mountpoint() + " (cache " + std::string(to_string(c.cache));
+  if (c.writeback) s += " + writeback";
+  s += ", " + std::to_string(server.threads()) + (server.threads() == 1 ? " thread" : " threads") +
+       ", io_uring " + (server.uses_io_uring() ? "yes" : "no (thread pool)");
+  if (c.capacity_bytes) s += ", capacity " + format_size(*c.capacity_bytes);
+  if (c.max_inodes) s += ", max inodes " + std::to_string(*c.max_inodes);
+  s += ", max_write " + format_size(c.max_write);
+  s += mount.allow_other() ? ", allow_other" : ", owner only";
+  s += mount.via() == fuse_dev::FuseMount::Via::kernel ? ", via mount(2)" : ", via fusermount3";
+  s += ")\n";
+  return s;
+}
+
+void write_all(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+int run_mount(const MountCommand& c) {
+  log::set_level(c.log_level);
+  if (c.ready_fd && ::fcntl(*c.ready_fd, F_GETFD) < 0) {
+    std::fprintf(stderr, "sandfsd mount: --ready-fd %d: not an open file descriptor\n",
+                 *c.ready_fd);
+    return exit_usage;
+  }
+
+  // Signals are taken synchronously through a signalfd on this thread. They must be blocked
+  // before any server thread starts so that every thread inherits the mask.
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  fuse_dev::UniqueFd signal_fd(::signalfd(-1, &signals, SFD_CLOEXEC));
+  fuse_dev::UniqueFd done_fd(::eventfd(0, EFD_CLOEXEC));
+  if (!signal_fd || !done_fd) {
+    std::fprintf(stderr, "sandfsd: cannot set up signal handling: %s\n", std::strerror(errno));
+    return exit_failure;
+  }
+
+  std::shared_ptr<Filesystem> fs;
+  try {
+    fs = make_backend(c);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sandfsd: cannot create the %s backend: %s\n",
+                 std::string(to_string(c.backend)).c_str(), e.what());
+    return exit_failure;
+  }
+  SessionOptions session_options;
+  session_options.max_write = c.max_write;
+  session_options.name = c.mountpoint;
+  Session session(fs, session_options);
+
+  fuse_dev::MountConfig mount_config;
+  mount_config.mountpoint = c.mountpoint;
+  mount_config.allow_other = c.allow_other;
+  mount_config.default_permissions = c.default_permissions;
+  fuse_dev::FuseMount mount;
+  try {
+    mount = fuse_dev::FuseMount::mount(mount_config);
+  } catch (const fuse_dev::MountError& e) {
+    std::fprintf(stderr, "sandfsd: cannot mount: %s\n", e.what());
+    return exit_failure;
+  }
+
+  fuse_dev::FuseDevServerOptions server_options;
+  server_options.threads = c.threads;
+  fuse_dev::FuseDevServer server(session, mount.take_fd(), server_options);
+  const int done = done_fd.get();
+  server.on_finished([done] {
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(done, &one, sizeof one);
+  });
+  try {
+    server.start();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sandfsd: cannot start serving %s: %s\n", mount.mountpoint().c_str(),
+                 e.what());
+    mount.unmount();
+    return exit_failure;
+  }
+
+  const std::string line = describe(c, mount, server);
+  write_all(STDERR_FILENO, line.data(), line.size());
+  if (c.ready_fd) {
+    write_all(*c.ready_fd, "ready\n", 6);
+    ::close(*c.ready_fd);
+  }
+
+  int signals_seen = 0;
+  for (;;) {
+    pollfd fds[2] = {{signal_fd.get(), POLLIN, 0}, {done_fd.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      SANDFS_LOG(error) << "poll: " << std::strerror(errno) << "; stopping";
+      server.stop();
+      break;
+    }
+    if (fds[1].revents != 0) break;
+    if (fds[0].revents == 0) continue;
+    signalfd_siginfo info{};
+    if (::read(signal_fd.get(), &info, sizeof info) != static_cast<ssize_t>(sizeof info)) continue;
+    const int signo = static_cast<int>(info.ssi_signo);
+    if (++signals_seen > 1) {
+      // The kernel aborts the connection when our /dev/fuse fds close with the process.
+      std::fprintf(stderr, "sandfsd: %s again: exiting now\n", sigabbrev_np(signo));
+      std::_Exit(exit_failure);
+    }
+    SANDFS_LOG(info) << "SIG" << sigabbrev_np(signo) << ": unmounting " << mount.mountpoint()
+                     << " (open files keep it alive; signal again to exit at once)";
+    if (const int e = mount.unmount(); e != 0) {
+      SANDFS_LOG(error) << "unmount failed (" << std::strerror(e) << "); stopping the server";
+      server.stop();
+    }
+  }
+
+  server.wait();
+  const auto reason = server.stop_reason();
+  if (reason == fuse_dev::FuseDevServer::StopReason::unmounted) {
+    mount.forget();  // the kernel already did it; something else may be mounted there now
+  } else {
+    mount.unmount();
+  }
+  const auto counters = server.counters();
+  SANDFS_LOG(info) << "stopped serving " << mount.mountpoint() << " ("
+                   << fuse_dev::to_string(reason) << "; " << counters.requests << " requests, "
+                   << counters.replies_interrupted << " interrupted)";
+  SANDFS_LOG(debug) << "statistics:\n" << session.stats().to_text();
+  return reason == fuse_dev::FuseDevServer::StopReason::failed ? exit_failure : exit_ok;
+}
+
+}  // namespace sandfs::cli

@@ -1,0 +1,277 @@
+#include "cli/options.hpp"
+
+#include <vector>
+
+#include <boost/version.hpp>
+
+#include "core/protocol/fuse_kernel.hpp"
+#include "core/units.hpp"
+
+namespace sandfs::cli {
+
+namespace {
+
+Command error(std::string message) {
+  Command c;
+  c.kind = Command::Kind::error;
+  c.error = std::move(message);
+  return c;
+}
+
+Command of_kind(Command::Kind kind) {
+  Command c;
+  c.kind = kind;
+  return c;
+}
+
+std::string quoted(std::string_view s) {
+  return "'" + std::string(s) + "'";
+}
+
+// Walks the arguments of `sandfsd mount`.
+class MountParser {
+ public:
+  explicit MountParser(std::span<const std::string_view> args) : args_(args) {}
+
+  Command parse() {
+    Command cmd;
+    cmd.kind = Command::Kind::mount;
+    MountCommand& m = cmd.mount;
+    std::vector<std::string_view> positional;
+    bool flags_done = false;
+    for (i_ = 0; i_ < args_.size(); ++i_) {
+      const std::string_view arg = args_[i_];
+      if (flags_done || arg.size() < 2 || arg[0] != '-') {
+        positional.push_back(arg);
+        continue;
+      }
+      if (arg == "--") {
+        flags_done = true;
+        continue;
+      }
+      name_ = arg;
+      has_value_ = false;
+      if (arg.starts_with("--")) {
+        if (const size_t eq = arg.find('='); eq != std::string_view::npos) {
+          name_ = arg.substr(0, eq);
+          value_ = arg.substr(eq + 1);
+          has_value_ = true;
+        }
+      }
+      if (auto err = apply(cmd, m)) return *err;
+      if (cmd.kind != Command::Kind::mount) return cmd;
+    }
+    if (positional.empty()) return error("sandfsd mount: missing MOUNTPOINT");
+    if (positional.size() > 1) {
+      return error("sandfsd mount: unexpected argument " + quoted(positional[1]) +
+                   " (only one MOUNTPOINT)");
+    }
+    m.mountpoint = std::string(positional[0]);
+    return cmd;
+  }
+
+ private:
+  std::optional<Command> fail(const std::string& what) const {
+    return error("sandfsd mount: " + std::string(name_) + ": " + what);
+  }
+
+  // Takes the flag's value from `--flag=value` or the next argument.
+  std::optional<Command> take_value() {
+    if (has_value_) return std::nullopt;
+    if (i_ + 1 >= args_.size()) return fail("needs a value");
+    value_ = args_[++i_];
+    return std::nullopt;
+  }
+
+  std::optional<Command> no_value() const {
+    if (has_value_) return fail("takes no value");
+    return std::nullopt;
+  }
+
+  std::optional<Command> apply(Command& cmd, MountCommand& m) {
+    const std::string_view name = name_;
+    if (name == "-h" || name == "--help") {
+      if (auto e = no_value()) return e;
+      cmd.kind = Command::Kind::mount_help;
+      return std::nullopt;
+    }
+    if (name == "--writeback" || name == "--no-allow-other" || name == "--no-default-permissions") {
+      if (auto e = no_value()) return e;
+      if (name == "--writeback") m.writeback = true;
+      if (name == "--no-allow-other") m.allow_other = false;
+      if (name == "--no-default-permissions") m.default_permissions = false;
+      return std::nullopt;
+    }
+    const bool takes_value = name == "--backend" || name == "--capacity" ||
+                             name == "--max-inodes" || name == "--cache" || name == "--threads" ||
+                             name == "--log-level" || name == "--max-write" || name == "--ready-fd";
+    if (!takes_value) {
+      return error("sandfsd mount: unknown flag " + quoted(name) + " (see 'sandfsd mount --help')");
+    }
+    if (auto e = take_value()) return e;
+    const std::string_view value = value_;
+
+    if (name == "--backend") {
+      if (value == "memfs") {
+        m.backend = Backend::memfs;
+      } else if (value == "passthrough" || value == "dual") {
+        return fail("backend " + quoted(value) + " is not implemented yet (available: memfs)");
+      } else {
+        return fail("unknown backend " + quoted(value) + " (available: memfs)");
+      }
+    } else if (name == "--capacity") {
+      uint64_t bytes = 0;
+      if (auto err = parse_size(value, bytes)) return fail(err.message);
+      if (bytes == 0) return fail("capacity must be greater than zero");
+      m.capacity_bytes = bytes;
+    } else if (name == "--max-inodes") {
+      uint64_t n = 0;
+      if (auto err = parse_count(value, n)) return fail(err.message);
+      if (n == 0) return fail("must be at least 1 (the root directory counts)");
+      m.max_inodes = n;
+    } else if (name == "--cache") {
+      if (!parse_cache_policy(value, m.cache)) {
+        return fail("unknown cache policy " + quoted(value) + " (never, auto or always)");
+      }
+    } else if (name == "--threads") {
+      uint64_t n = 0;
+      if (auto err = parse_count(value, n)) return fail(err.message);
+      if (n < 1 || n > max_threads) {
+        return fail("must be between 1 and " + std::to_string(max_threads));
+      }
+      m.threads = static_cast<unsigned>(n);
+    } else if (name == "--log-level") {
+      if (!log::parse_level(value, m.log_level)) {
+        return fail("unknown level " + quoted(value) + " (trace, debug, info, warn, error or off)");
+      }
+    } else if (name == "--max-write") {
+      uint64_t bytes = 0;
+      if (auto err = parse_size(value, bytes)) return fail(err.message);
+      if (bytes < 4096 || bytes > (1u << 20) || bytes % 4096 != 0) {
+        return fail("must be a multiple of 4 KiB between 4K and 1M");
+      }
+      m.max_write = static_cast<uint32_t>(bytes);
+    } else if (name == "--ready-fd") {
+      uint64_t fd = 0;
+      if (auto err = parse_count(value, fd)) return fail(err.message);
+      if (fd > 1'000'000) return fail(quoted(value) + " is not a file descriptor number");
+      m.ready_fd = static_cast<int>(fd);
+    }
+    return std::nullopt;
+  }
+
+  std::span<const std::string_view> args_;
+  size_t i_ = 0;
+  std::string_view name_;
+  std::string_view value_;
+  bool has_value_ = false;
+};
+
+}  // namespace
+
+Command parse_command_line(std::span<const std::string_view> args) {
+  if (args.empty()) return error("sandfsd: missing command");
+  const std::string_view first = args[0];
+  if (first == "-h" || first == "--help" || first == "help") return of_kind(Command::Kind::help);
+  if (first == "-V" || first == "--version" || first == "version") {
+    return of_kind(Command::Kind::version);
+  }
+  if (first == "mount") return MountParser(args.subspan(1)).parse();
+  if (first.starts_with("-")) {
+    return error("sandfsd: unknown flag " + quoted(first) + " (see 'sandfsd --help')");
+  }
+  return error("sandfsd: unknown command " + quoted(first) + " (see 'sandfsd --help')");
+}
+
+std::string_view to_string(Backend backend) {
+  switch (backend) {
+    case Backend::memfs:
+      return "memfs";
+  }
+  return "?";
+}
+
+std::string version_text() {
+  return std::string("sandfsd ") + version + " (FUSE protocol " +
+         std::to_string(fuse::kernel_version) + "." + std::to_string(fuse::kernel_minor_version) +
+         ", Boost " + std::to_string(BOOST_VERSION / 100000) + "." +
+         std::to_string(BOOST_VERSION / 100 % 1000) + ")\n";
+}
+
+std::string usage_text() {
+  return R"(Usage: sandfsd COMMAND [OPTIONS]
+
+sandfsd serves sandfs filesystems over FUSE.
+
+Commands:
+  mount       mount a filesystem on this host through /dev/fuse and serve it in the
+              foreground until it is unmounted or sandfsd gets SIGINT/SIGTERM
+              (see 'sandfsd mount --help')
+
+Options:
+  -h, --help     show this help and exit
+  -V, --version  show the version and exit
+
+Exit status: 0 success, 1 could not mount or serve, 2 bad command line.
+)";
+}
+
+std::string mount_usage_text() {
+  return R"(Usage: sandfsd mount [OPTIONS] MOUNTPOINT
+
+Mounts a filesystem on MOUNTPOINT (an existing directory) and serves it in the
+foreground. As root it mounts with mount(2); otherwise through fusermount3.
+It stops, exiting 0, when the filesystem is unmounted (umount, fusermount3 -u)
+or on SIGINT/SIGTERM/SIGHUP, which unmount it (lazily: open files keep it alive
+until closed). A second signal exits at once.
+
+Backend:
+  --backend NAME        the filesystem to serve (default: memfs)
+                          memfs        everything in memory, lost at exit
+                          passthrough  a host directory (not implemented yet)
+                          dual         two backends overlaid (not implemented yet)
+  --capacity SIZE       memfs: most bytes of file data and xattrs (default: no
+                        limit). SIZE is bytes or a number with K, M, G or T
+                        (powers of 1024; KiB/KB/k all mean the same), e.g.
+                        64MiB, 1G, 512k. Must be greater than zero.
+  --max-inodes N        memfs: most files, directories and links, counting
+                        the root (default: no limit)
+
+Caching:
+  --cache POLICY        how much the kernel may cache (default: always)
+                          never   no page cache, zero timeouts
+                          auto    page cache until attributes change, 1 s
+                          always  keep page cache across opens, 1 hour
+  --writeback           let the kernel buffer writes in its page cache
+                        (FUSE_WRITEBACK_CACHE; default: off)
+
+Mount:
+  --no-allow-other      only the mounting user may access the mount (default:
+                        allow_other, i.e. every user; without root it needs
+                        user_allow_other in /etc/fuse.conf and is dropped with
+                        a warning otherwise)
+  --no-default-permissions
+                        don't let the kernel check permission bits (default:
+                        default_permissions on)
+
+Serving:
+  --threads N           server threads, each with its own /dev/fuse fd, event
+                        loop and io_uring (default: 2, at most 64)
+  --max-write SIZE      largest READ/WRITE request, a multiple of 4K from 4K to
+                        1M (default: 1M)
+  --log-level LEVEL     trace, debug, info, warn, error or off (default: info)
+  --ready-fd N          once mounted, write "ready\n" to file descriptor N and
+                        close it (for scripts: the mount is usable from then
+                        on; requests sent before the first reply simply wait)
+
+  -h, --help            show this help and exit
+
+sandfsd prints one line on stderr when the mount is live:
+  sandfsd: mounted memfs on /mnt (cache always, 2 threads, io_uring yes, ...)
+
+Example:
+  sandfsd mount --backend memfs --capacity 1G --threads 2 /mnt/scratch
+)";
+}
+
+}  // namespace sandfs::cli

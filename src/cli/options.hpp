@@ -1,0 +1,57 @@
+// The sandfsd command line: a small hand-written parser (flags as `--name value` or
+// `--name=value`, `--` ends the flags) and the help texts.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/filesystem.hpp"
+#include "core/log.hpp"
+
+namespace sandfs::cli {
+
+inline constexpr const char* version = "0.1.0";
+
+// Exit codes.
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_failure = 1;  // could not mount or serve
+inline constexpr int exit_usage = 2;    // bad command line
+
+enum class Backend { memfs };
+
+struct MountCommand {
+  std::string mountpoint;
+  Backend backend = Backend::memfs;
+  std::optional<uint64_t> capacity_bytes;  // memfs; none: unlimited
+  std::optional<uint64_t> max_inodes;      // memfs; none: unlimited
+  CachePolicy cache = CachePolicy::always;
+  bool writeback = false;
+  unsigned threads = 2;
+  log::Level log_level = log::Level::info;
+  bool allow_other = true;
+  bool default_permissions = true;
+  uint32_t max_write = 1u << 20;
+  std::optional<int> ready_fd;
+};
+
+inline constexpr unsigned max_threads = 64;
+
+struct Command {
+  enum class Kind { help, version, mount_help, mount, error };
+  Kind kind = Kind::error;
+  MountCommand mount;
+  std::string error;  // Kind::error: what is wrong, naming the flag or argument
+};
+
+// Parses the arguments after argv[0].
+Command parse_command_line(std::span<const std::string_view> args);
+
+std::string usage_text();
+std::string mount_usage_text();
+std::string version_text();
+std::string_view to_string(Backend backend);
+
+}  // namespace sandfs::cli
