@@ -86,10 +86,10 @@ class FuseDevServer::Worker {
   }
 
   // After every launched worker reported ready: begin reading (or give up when setup failed).
-  void begin() {
-    asio::co_spawn(ctx_, read_loop(), asio::detached);
-    work_.reset();
-  }
+  // The work guard stays: a context must not run out of work and return while another thread
+  // may still post to it (thread 0 waits for the others' reports). Every thread ends with an
+  // explicit stop() instead.
+  void begin() { asio::co_spawn(ctx_, read_loop(), asio::detached); }
   void abandon() {
     work_.reset();
     ctx_.stop();
@@ -250,7 +250,9 @@ void FuseDevServer::start() {
   std::vector<UniqueFd> fds;
   fds.reserve(options_.threads);
   for (unsigned i = 1; i < options_.threads; ++i) {
-    fds.push_back(clone_fuse_fd(options_.device_path, mount_fd_.get()));
+    fds.push_back(options_.clone_fd ? options_.clone_fd(mount_fd_.get())
+                                    : clone_fuse_fd(options_.device_path, mount_fd_.get()));
+    if (!fds.back()) throw std::system_error(EBADF, std::generic_category(), "clone_fd");
   }
   fds.insert(fds.begin(), std::move(mount_fd_));
 

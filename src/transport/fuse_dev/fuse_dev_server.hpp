@@ -39,6 +39,9 @@ struct FuseDevServerOptions {
   size_t max_free_buffers = 64;
   // Opened and cloned for threads 1..N-1.
   std::string device_path = "/dev/fuse";
+  // Makes the fd for threads 1..N-1 from the mount fd; empty: open device_path and
+  // FUSE_DEV_IOC_CLONE it. Tests substitute sockets for /dev/fuse here.
+  std::function<UniqueFd(int mount_fd)> clone_fd;
 };
 
 class FuseDevServer {
