@@ -2,6 +2,7 @@
 // wrappers around the coroutine interface.
 #pragma once
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
