@@ -250,8 +250,19 @@ void FuseDevServer::start() {
   std::vector<UniqueFd> fds;
   fds.reserve(options_.threads);
   for (unsigned i = 1; i < options_.threads; ++i) {
-    fds.push_back(options_.clone_fd ? options_.clone_fd(mount_fd_.get())
-                                    : clone_fuse_fd(options_.device_path, mount_fd_.get()));
+    try {
+      fds.push_back(options_.clone_fd ? options_.clone_fd(mount_fd_.get())
+                                      : clone_fuse_fd(options_.device_path, mount_fd_.get()));
+    } catch (const std::system_error& e) {
+      // An unprivileged user whose fd came from fusermount3 may not be allowed to open
+      // /dev/fuse itself (mode 0600): serve with the threads we have rather than not at all.
+      const int code = e.code().value();
+      if (code != EACCES && code != EPERM) throw;
+      SANDFS_LOG(warn) << "cannot clone the /dev/fuse fd (" << e.what() << "): serving with " << i
+                       << (i == 1 ? " thread" : " threads") << " instead of " << options_.threads;
+      options_.threads = i;
+      break;
+    }
     if (!fds.back()) throw std::system_error(EBADF, std::generic_category(), "clone_fd");
   }
   fds.insert(fds.begin(), std::move(mount_fd_));

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -124,14 +125,18 @@ struct Harness {
   std::atomic<int> finished_calls{0};
   std::unique_ptr<FuseDevServer> server;
 
-  explicit Harness(unsigned threads) {
+  // `clonable`: how many extra fds clone_fd hands out before failing with EACCES.
+  explicit Harness(unsigned threads, unsigned clonable = ~0u) {
     for (unsigned i = 0; i < threads; ++i)
       ends.push_back(std::make_unique<KernelEnd>());
     FuseDevServerOptions options;
     options.threads = threads;
     options.ring_mode = io::Ring::Mode::thread_pool;  // no io_uring needed for these tests
     auto next = std::make_shared<unsigned>(1);
-    options.clone_fd = [this, next](int) { return std::move(ends.at((*next)++)->server); };
+    options.clone_fd = [this, next, clonable](int) {
+      if (*next > clonable) throw std::system_error(EACCES, std::generic_category(), "clone");
+      return std::move(ends.at((*next)++)->server);
+    };
     server = std::make_unique<FuseDevServer>(session, std::move(ends[0]->server), options);
     server->on_finished([this] { ++finished_calls; });
     server->start();
@@ -230,4 +235,13 @@ TEST_CASE("stop before any request and destruction without wait are clean", "[tr
   }  // ~FuseDevServer waits
   Harness h(1);
   CHECK_FALSE(h.server->stopping());
+}
+
+TEST_CASE("without permission to clone /dev/fuse the server runs on fewer threads",
+          "[transport][server]") {
+  Harness h(3, 1);
+  CHECK(h.server->threads() == 2);
+  h.init();
+  h.end(1).send_getattr(1, 40);
+  CHECK(h.end(1).receive(sizeof(fuse_attr_out)).unique == 40);
 }
