@@ -192,7 +192,7 @@ std::string_view to_string(Backend backend) {
 }
 
 std::string version_text() {
-  return std::string("sandfsd ") + version + " (FUSE protocol " +
+  return std::string("sandfsd ") + SANDFS_VERSION + " (FUSE protocol " +
          std::to_string(fuse::kernel_version) + "." + std::to_string(fuse::kernel_minor_version) +
          ", Boost " + std::to_string(BOOST_VERSION / 100000) + "." +
          std::to_string(BOOST_VERSION / 100 % 1000) + ")\n";

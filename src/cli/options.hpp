@@ -13,8 +13,6 @@
 
 namespace sandfs::cli {
 
-inline constexpr const char* version = "0.1.0";
-
 // Exit codes.
 inline constexpr int exit_ok = 0;
 inline constexpr int exit_failure = 1;  // could not mount or serve

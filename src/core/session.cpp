@@ -4,7 +4,6 @@
 #include <array>
 #include <mutex>
 #include <new>
-#include <unordered_map>
 #include <vector>
 
 #include <boost/container/small_vector.hpp>
@@ -35,33 +34,53 @@ bool is_no_reply(uint32_t opcode) {
 
 }  // namespace
 
-// Requests being served, so FUSE_INTERRUPT can find them. Sharded to keep the per-request
-// registration off any single lock.
+// Requests being served, so FUSE_INTERRUPT can find them. Each request links a node that lives
+// in its own coroutine frame into one of a few sharded intrusive lists: no allocation per
+// request, and a shard lock held only to link or unlink. Interrupts are rare, so finding one
+// scans a shard (a handful of requests in flight at most).
 class Session::InFlight {
  public:
-  void add(uint64_t unique, volatile bool* flag) {
-    Shard& s = shard(unique);
+  struct Node {
+    uint64_t unique = 0;
+    volatile bool* flag = nullptr;
+    Node* prev = nullptr;
+    Node* next = nullptr;
+  };
+
+  void add(Node& n) {
+    Shard& s = shard(n.unique);
     std::lock_guard lock(s.mutex);
-    s.map[unique] = flag;
+    n.prev = nullptr;
+    n.next = s.head;
+    if (s.head) s.head->prev = &n;
+    s.head = &n;
   }
-  void remove(uint64_t unique) {
-    Shard& s = shard(unique);
+  void remove(Node& n) {
+    Shard& s = shard(n.unique);
     std::lock_guard lock(s.mutex);
-    s.map.erase(unique);
+    if (n.prev) {
+      n.prev->next = n.next;
+    } else {
+      s.head = n.next;
+    }
+    if (n.next) n.next->prev = n.prev;
   }
   bool interrupt(uint64_t unique) {
     Shard& s = shard(unique);
     std::lock_guard lock(s.mutex);
-    auto it = s.map.find(unique);
-    if (it == s.map.end()) return false;
-    *it->second = true;
-    return true;
+    for (Node* n = s.head; n; n = n->next) {
+      if (n->unique == unique) {
+        *n->flag = true;
+        return true;
+      }
+    }
+    return false;
   }
 
  private:
   struct Shard {
     std::mutex mutex;
-    std::unordered_map<uint64_t, volatile bool*> map;
+    Node* head = nullptr;
   };
   Shard& shard(uint64_t unique) { return shards_[(unique >> 1) % shards_.size()]; }
   std::array<Shard, 16> shards_;
@@ -264,7 +283,8 @@ Task<void> Session::handle(std::span<const std::byte> message, ReplyChannel& rep
   d.ctx.unique = req.header.unique;
   d.ctx.interrupted = &interrupted;
 
-  in_flight_->add(req.header.unique, &interrupted);
+  InFlight::Node registration{req.header.unique, &interrupted};
+  in_flight_->add(registration);
   int failure = 0;
   try {
     co_await d.run();
@@ -274,7 +294,7 @@ Task<void> Session::handle(std::span<const std::byte> message, ReplyChannel& rep
     SANDFS_LOG(error) << options_.name << ": " << opcode_name(opcode) << " threw: " << e.what();
     failure = EIO;
   }
-  in_flight_->remove(req.header.unique);
+  in_flight_->remove(registration);
   if (!d.replied) d.reply_error(failure ? failure : EIO);
   stats_.end(opcode, d.error, Clock::now() - start);
 }

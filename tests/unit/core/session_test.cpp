@@ -16,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <catch2/catch.hpp>
 
+#include "core/log.hpp"
 #include "core/protocol/fuse_kernel.hpp"
 #include "core/session.hpp"
 
@@ -181,6 +182,7 @@ struct Harness {
   CaptureChannel ch;
 
   explicit Harness(bool init = true) {
+    log::set_level(log::Level::warn);  // INIT logs at info; keep test output readable
     session = std::make_unique<Session>(fs, SessionOptions{});
     if (init) {
       send(init_msg(45));

@@ -1,6 +1,5 @@
-// The sandfsd command line parser. The parser lives in the sandfsd executable (src/cli), which no
-// library exports, so its one source file is compiled into this test directly.
-#include "cli/options.cpp"  // NOLINT(bugprone-suspicious-include)
+// The sandfsd command line parser.
+#include "cli/options.hpp"
 
 #include <string>
 #include <vector>
