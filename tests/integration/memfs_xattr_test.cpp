@@ -123,3 +123,46 @@ TEST_CASE("trusted xattrs are stored for root", "[xattr]") {
   CHECK(get(f, "trusted.overlay.opaque") == "y");
   CHECK(names(f).count("trusted.overlay.opaque") == 1);
 }
+
+TEST_CASE("a minimal POSIX ACL set through setxattr updates the mode bits, or is refused",
+          "[xattr][acl]") {
+  // Regression: `cp -a` left every copied file and directory with the restrictive mode it
+  // created them with (0600/0700). cp sets the final permissions by writing a minimal
+  // system.posix_acl_access ACL (libacl's acl_set_fd/acl_set_file) and only falls back to chmod
+  // when that fails with EOPNOTSUPP. Without FUSE_POSIX_ACL the kernel passes the ACL to the
+  // server as a plain setxattr and leaves applying it to the server, so the server must either
+  // apply it to the mode (as every local filesystem does) or refuse it.
+  MountedFs m;
+  const std::string d = m.path("d");
+  SYS(::mkdir(d.c_str(), 0700));
+  // version 2; USER_OBJ rwx, GROUP_OBJ r-x, OTHER r-x: the ACL form of mode 0755.
+  const unsigned char acl_0755[] = {2,    0, 0, 0,                          //
+                                    0x01, 0, 7, 0, 0xff, 0xff, 0xff, 0xff,  //
+                                    0x04, 0, 5, 0, 0xff, 0xff, 0xff, 0xff,  //
+                                    0x20, 0, 5, 0, 0xff, 0xff, 0xff, 0xff};
+  const int err = errno_of([&] {
+    return ::setxattr(d.c_str(), "system.posix_acl_access", acl_0755, sizeof acl_0755, 0);
+  });
+  INFO("setxattr(system.posix_acl_access, 0755 form) -> " << errno_name(err));
+  if (err == 0) {
+    CHECK(stat_of(d).st_mode == (S_IFDIR | 0755));
+  } else {
+    CHECK(errno_name(err) == "EOPNOTSUPP");
+    CHECK(stat_of(d).st_mode == (S_IFDIR | 0700));
+  }
+
+  write_file(m.path("f"), "x", 0600);
+  const unsigned char acl_0644[] = {2,    0, 0, 0,                          //
+                                    0x01, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,  //
+                                    0x04, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,  //
+                                    0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff};
+  Fd fd = OPEN(m.path("f").c_str(), O_RDONLY);
+  const int ferr = errno_of(
+      [&] { return ::fsetxattr(fd, "system.posix_acl_access", acl_0644, sizeof acl_0644, 0); });
+  INFO("fsetxattr(system.posix_acl_access, 0644 form) -> " << errno_name(ferr));
+  if (ferr == 0) {
+    CHECK(fstat_of(fd).st_mode == (S_IFREG | 0644));
+  } else {
+    CHECK(errno_name(ferr) == "EOPNOTSUPP");
+  }
+}
