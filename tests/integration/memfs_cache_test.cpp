@@ -134,3 +134,38 @@ TEST_CASE("every cache mode: other fds, names and stat see each change at once",
   SYS(::chmod(m.path("g").c_str(), 0600));
   CHECK(fstat_of(r).st_mode == (S_IFREG | 0600));
 }
+
+TEST_CASE(
+    "writeback cache: partial-page writes merge with the server's data; size and mtime "
+    "reach the server",
+    "[cache]") {
+  MountedFs m({"--cache", "always", "--writeback"});
+  const std::string f = m.path("f");
+  const std::string base = pattern(13, 0, 3 * 4096 + 100);
+  write_file(f, base);
+  {
+    // Drop the clean pages so the next partial write has to read the page from the server.
+    Fd fd = OPEN(f.c_str(), O_RDONLY);
+    SYS(::fsync(fd));
+    REQUIRE(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+  }
+  const timespec old[2] = {{1'000, 0}, {1'000, 0}};
+  SYS(::utimensat(AT_FDCWD, f.c_str(), old, 0));
+  {
+    Fd fd = OPEN(f.c_str(), O_WRONLY);
+    pwrite_all(fd, "0123456789", 5000);    // inside page 1
+    pwrite_all(fd, "tail!", base.size());  // extends the file within its last page
+    REQUIRE(fd.close() == 0);
+  }
+  std::string expect = base;
+  expect.replace(5000, 10, "0123456789");
+  expect += "tail!";
+  CHECK(stat_of(f).st_size == static_cast<off_t>(expect.size()));
+  CHECK(read_file(f) == expect);
+  {
+    Fd fd = OPEN(f.c_str(), O_RDONLY);
+    SYS(::fsync(fd));
+  }
+  CHECK(server_view(f, expect.size()) == expect);
+  CHECK(stat_of(f).st_mtim.tv_sec > 1'000);
+}

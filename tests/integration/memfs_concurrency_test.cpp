@@ -1,6 +1,7 @@
 // Several processes at once through the kernel: each writes its own file and its own region of a
 // shared file, and creates names in a shared directory; the contents are checked afterwards.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -108,4 +109,117 @@ TEST_CASE(
   if (mode == "writeback") flags.push_back("--writeback");
   MountedFs m(flags);
   run_workers(m);
+}
+
+TEST_CASE("racing O_CREAT|O_EXCL on the same names: exactly one process wins each name",
+          "[concurrency]") {
+  MountedFs m({"--threads", "4"});
+  constexpr int names = 200;
+  int pipes[workers][2];
+  std::vector<pid_t> pids;
+  for (int id = 0; id < workers; ++id) {
+    REQUIRE(::pipe(pipes[id]) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      // Reports one byte per name: 1 if this process created it, 0 if EEXIST, 2 on other errors.
+      for (int i = 0; i < names; ++i) {
+        const int fd =
+            ::open(m.path("n" + std::to_string(i)).c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+        char r = 1;
+        if (fd >= 0) {
+          if (::write(fd, &id, sizeof id) != sizeof id) r = 2;
+          ::close(fd);
+        } else {
+          r = errno == EEXIST ? 0 : 2;
+        }
+        if (::write(pipes[id][1], &r, 1) != 1) ::_exit(3);
+      }
+      ::_exit(0);
+    }
+    ::close(pipes[id][1]);
+    pids.push_back(pid);
+  }
+  std::vector<int> winners(names, 0);
+  std::vector<int> winner_id(names, -1);
+  int errors = 0;
+  for (int id = 0; id < workers; ++id) {
+    std::string got(names, '\0');
+    size_t done = 0;
+    while (done < got.size()) {
+      const ssize_t n = ::read(pipes[id][0], got.data() + done, got.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    ::close(pipes[id][0]);
+    REQUIRE(done == got.size());
+    for (int i = 0; i < names; ++i) {
+      if (got[static_cast<size_t>(i)] == 1) {
+        ++winners[static_cast<size_t>(i)];
+        winner_id[static_cast<size_t>(i)] = id;
+      }
+      if (got[static_cast<size_t>(i)] == 2) ++errors;
+    }
+    int status = 0;
+    SYS(::waitpid(pids[static_cast<size_t>(id)], &status, 0));
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+  CHECK(errors == 0);
+  int wrong = 0;
+  for (int i = 0; i < names; ++i) {
+    if (winners[static_cast<size_t>(i)] != 1) {
+      ++wrong;
+      continue;
+    }
+    // The file holds the winner's id.
+    const std::string content = read_file(m.path("n" + std::to_string(i)));
+    int id = -1;
+    if (content.size() == sizeof id) std::memcpy(&id, content.data(), sizeof id);
+    if (id != winner_id[static_cast<size_t>(i)]) ++wrong;
+  }
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("fcntl and flock locks exclude other processes on the mount", "[concurrency][locks]") {
+  MountedFs m;
+  const std::string f = m.path("lockfile");
+  write_file(f, std::string(100, 'l'));
+  Fd fd = OPEN(f.c_str(), O_RDWR);
+  struct flock lk {};
+  lk.l_type = F_WRLCK;
+  lk.l_whence = SEEK_SET;
+  lk.l_start = 10;
+  lk.l_len = 20;
+  SYS(::fcntl(fd, F_SETLK, &lk));
+  SYS(::flock(fd, LOCK_EX | LOCK_NB));
+
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int cfd = ::open(f.c_str(), O_RDWR);
+    if (cfd < 0) ::_exit(10);
+    struct flock c {};
+    c.l_type = F_WRLCK;
+    c.l_whence = SEEK_SET;
+    c.l_start = 15;
+    c.l_len = 1;
+    // Overlapping range: refused; F_GETLK names the holder.
+    if (::fcntl(cfd, F_SETLK, &c) == 0 || (errno != EAGAIN && errno != EACCES)) ::_exit(11);
+    if (::fcntl(cfd, F_GETLK, &c) != 0 || c.l_type != F_WRLCK || c.l_pid != ::getppid()) {
+      ::_exit(12);
+    }
+    // A disjoint range is free.
+    c.l_type = F_WRLCK;
+    c.l_start = 50;
+    c.l_len = 10;
+    if (::fcntl(cfd, F_SETLK, &c) != 0) ::_exit(13);
+    // flock on another open file description conflicts.
+    if (::flock(cfd, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK) ::_exit(14);
+    ::_exit(0);
+  }
+  int status = 0;
+  SYS(::waitpid(pid, &status, 0));
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

@@ -383,3 +383,30 @@ TEST_CASE("copy_file_range copies between files and within one", "[files]") {
   off_in = off_out = 0;
   CHECK_ERRNO(EBADF, ::copy_file_range(out, &off_in, in, &off_out, 10, 0));
 }
+
+TEST_CASE("a 64 MiB file written in 1 MiB pieces reads back intact", "[files]") {
+  MountedFs m;
+  constexpr size_t mib = 1 << 20;
+  Fd fd = OPEN(m.path("big").c_str(), O_CREAT | O_RDWR, 0644);
+  for (size_t i = 0; i < 64; ++i)
+    pwrite_all(fd, pattern(21, i * mib, mib), static_cast<off_t>(i * mib));
+  REQUIRE(fd.close() == 0);
+  const struct stat st = stat_of(m.path("big"));
+  CHECK(st.st_size == static_cast<off_t>(64 * mib));
+  CHECK(st.st_blocks * 512 >= static_cast<blkcnt_t>(64 * mib));
+  // Read back with an odd buffer size so requests straddle pages and max_read boundaries.
+  Fd in = OPEN(m.path("big").c_str(), O_RDONLY);
+  std::string buf(300'007, '\0');
+  size_t off = 0;
+  int bad_chunks = 0;
+  for (;;) {
+    const ssize_t n = SYS(::read(in, buf.data(), buf.size()));
+    if (n == 0) break;
+    if (buf.compare(0, static_cast<size_t>(n), pattern(21, off, static_cast<size_t>(n))) != 0) {
+      ++bad_chunks;
+    }
+    off += static_cast<size_t>(n);
+  }
+  CHECK(off == 64 * mib);
+  CHECK(bad_chunks == 0);
+}

@@ -171,6 +171,16 @@ TEST_CASE("a write by another user clears setuid, and setgid on a group-executab
   CHECK(as_nobody([&] { return rc([&] { return ::truncate((dir + "/suid").c_str(), 0); }); }) == 0);
   CHECK(stat_of(m.path("suid")).st_mode == (S_IFREG | 0777));
 
+  // So does open(O_TRUNC) by another user.
+  SYS(::chmod(m.path("suid").c_str(), 04777));
+  CHECK(as_nobody([&] {
+          const int fd = ::open((dir + "/suid").c_str(), O_WRONLY | O_TRUNC);
+          if (fd < 0) return errno;
+          ::close(fd);
+          return 0;
+        }) == 0);
+  CHECK(stat_of(m.path("suid")).st_mode == (S_IFREG | 0777));
+
   // Root (CAP_FSETID) writing keeps the bits.
   SYS(::chmod(m.path("suid").c_str(), 04777));
   {

@@ -20,6 +20,7 @@ namespace {
 struct Listed {
   std::map<std::string, int> count;      // name -> times returned
   std::map<std::string, unsigned> type;  // name -> d_type
+  std::map<std::string, uint64_t> ino;   // name -> d_ino
 };
 
 // Reads a whole directory with getdents64 and a small buffer (many round trips).
@@ -34,6 +35,7 @@ Listed getdents_all(int dirfd, size_t bufsize) {
       auto* d = reinterpret_cast<dirent64*>(buf.data() + pos);
       out.count[d->d_name]++;
       out.type[d->d_name] = d->d_type;
+      out.ino[d->d_name] = d->d_ino;
       pos += d->d_reclen;
     }
   }
@@ -111,6 +113,20 @@ TEST_CASE("readdir of 10,000 entries returns every name exactly once with the ri
     CHECK(repeated == 0);
     CHECK(wrong_type == 0);
     CHECK(unknown == 0);
+    // d_ino is the inode number stat reports, and no two entries share one.
+    std::set<uint64_t> inos;
+    int ino_mismatch = 0;
+    for (int i = 0; i < n; ++i) {
+      const auto it = l.ino.find(name_of(i));
+      if (it == l.ino.end()) continue;
+      inos.insert(it->second);
+      if (i % 50 == 0 && lstat_of(m.path("big/" + name_of(i))).st_ino != it->second) {
+        ++ino_mismatch;
+      }
+    }
+    CHECK(ino_mismatch == 0);
+    CHECK(inos.size() == static_cast<size_t>(n) - static_cast<size_t>(missing));
+    CHECK(l.ino.at(".") == stat_of(m.path("big")).st_ino);
     CHECK(l.type.at(".") == DT_DIR);
     CHECK(l.type.at("..") == DT_DIR);
   }
