@@ -22,150 +22,240 @@ uint64_t in_page(uint64_t offset) {
 
 }  // namespace
 
+template <class Map, class Present, class Absent>
+void PageMap::visit(Map& chunks, uint64_t first, uint64_t last, Present&& present,
+                    Absent&& absent) {
+  auto it = chunks.lower_bound(first >> chunk_shift);
+  uint64_t i = first;
+  for (;;) {
+    if (it == chunks.end() || (it->first << chunk_shift) > last) {
+      absent(i, last);
+      return;
+    }
+    const uint64_t chunk_first = it->first << chunk_shift;
+    if (chunk_first > i) {
+      absent(i, chunk_first - 1);
+      i = chunk_first;
+    }
+    const uint64_t chunk_last = std::min(last, chunk_first + chunk_pages - 1);
+    for (; i <= chunk_last; ++i)
+      present(i, it->second);
+    if (chunk_last == last) return;
+    ++it;
+  }
+}
+
+uint64_t PageMap::install(const std::vector<uint64_t>& indices, uint64_t raw_begin,
+                          uint64_t raw_end) {
+  // Everything that can throw happens before the map changes: the new pages, and the new chunks
+  // built in a side map that merge() then splices in without allocating.
+  std::vector<Page> fresh;
+  fresh.reserve(indices.size());
+  ChunkMap fresh_chunks;
+  uint64_t checked = ~uint64_t{0};  // indices ascend: look each chunk up once
+  for (uint64_t i : indices) {
+    const bool raw = page_start(i) >= raw_begin && page_start(i) + page_size <= raw_end;
+    fresh.push_back(raw ? std::make_unique_for_overwrite<std::byte[]>(page_size)
+                        : std::make_unique<std::byte[]>(page_size));
+    const uint64_t c = i >> chunk_shift;
+    if (c != checked && !chunks_.contains(c)) fresh_chunks.try_emplace(fresh_chunks.end(), c);
+    checked = c;
+  }
+  chunks_.merge(fresh_chunks);
+
+  auto it = chunks_.end();
+  for (size_t k = 0; k < indices.size(); ++k) {
+    const uint64_t c = indices[k] >> chunk_shift;
+    if (it == chunks_.end() || it->first != c) it = chunks_.find(c);
+    it->second.slots[indices[k] & (chunk_pages - 1)] = std::move(fresh[k]);
+    ++it->second.used;
+  }
+  count_ += indices.size();
+  return indices.size();
+}
+
 uint64_t PageMap::missing(uint64_t offset, uint64_t len) const {
   if (len == 0) return 0;
-  const uint64_t first = first_page(offset);
-  const uint64_t last = last_page(offset, len);
-  uint64_t present = 0;
-  for (auto it = pages_.lower_bound(first); it != pages_.end() && it->first <= last; ++it) {
-    ++present;
-  }
-  return (last - first + 1) - present;
+  uint64_t n = 0;
+  visit(
+      chunks_, first_page(offset), last_page(offset, len),
+      [&](uint64_t i, const Chunk& c) {
+        if (!c.slots[i & (chunk_pages - 1)]) ++n;
+      },
+      [&](uint64_t from, uint64_t to) { n += to - from + 1; });
+  return n;
 }
 
 uint64_t PageMap::allocate(uint64_t offset, uint64_t len, bool overwrite) {
   if (len == 0) return 0;
-  const uint64_t first = first_page(offset);
-  const uint64_t last = last_page(offset, len);
-  const uint64_t end = offset + len;
-  // New pages are built aside and merged in at the end: if an allocation throws, the file has not
-  // changed. merge() moves nodes and cannot throw.
-  std::map<uint64_t, Page> fresh;
-  auto it = pages_.lower_bound(first);
-  for (uint64_t i = first; i <= last; ++i) {
-    if (it != pages_.end() && it->first == i) {
-      ++it;
-      continue;
-    }
-    const bool whole = page_start(i) >= offset && page_start(i) + page_size <= end;
-    Page p = overwrite && whole ? std::make_unique_for_overwrite<std::byte[]>(page_size)
-                                : std::make_unique<std::byte[]>(page_size);
-    fresh.emplace_hint(fresh.end(), i, std::move(p));
-  }
-  const uint64_t added = fresh.size();
-  pages_.merge(fresh);
-  return added;
+  std::vector<uint64_t> indices;
+  visit(
+      chunks_, first_page(offset), last_page(offset, len),
+      [&](uint64_t i, const Chunk& c) {
+        if (!c.slots[i & (chunk_pages - 1)]) indices.push_back(i);
+      },
+      [&](uint64_t from, uint64_t to) {
+        for (uint64_t i = from; i <= to; ++i)
+          indices.push_back(i);
+      });
+  return overwrite ? install(indices, offset, offset + len) : install(indices, 0, 0);
 }
 
 uint64_t PageMap::punch(uint64_t offset, uint64_t len) {
   if (len == 0) return 0;
   const uint64_t end = offset + len;
-  uint64_t freed = 0;
-  auto it = pages_.lower_bound(first_page(offset));
+  const uint64_t first = first_page(offset);
   const uint64_t last = last_page(offset, len);
-  while (it != pages_.end() && it->first <= last) {
-    const uint64_t start = page_start(it->first);
-    const uint64_t from = std::max(offset, start);
-    const uint64_t to = std::min(end, start + page_size);
-    if (from == start && to == start + page_size) {
-      it = pages_.erase(it);
-      ++freed;
-      continue;
+  uint64_t freed = 0;
+  auto it = chunks_.lower_bound(first >> chunk_shift);
+  while (it != chunks_.end() && (it->first << chunk_shift) <= last) {
+    Chunk& c = it->second;
+    const uint64_t chunk_first = it->first << chunk_shift;
+    const uint64_t lo = std::max(first, chunk_first);
+    const uint64_t hi = std::min(last, chunk_first + chunk_pages - 1);
+    for (uint64_t i = lo; i <= hi; ++i) {
+      Page& slot = c.slots[i & (chunk_pages - 1)];
+      if (!slot) continue;
+      const uint64_t from = std::max(offset, page_start(i));
+      const uint64_t to = std::min(end, page_start(i) + page_size);
+      if (to - from == page_size) {
+        slot.reset();
+        --c.used;
+        ++freed;
+      } else {
+        std::memset(slot.get() + in_page(from), 0, to - from);
+      }
     }
-    std::memset(it->second.get() + (from - start), 0, to - from);
-    ++it;
+    it = c.used == 0 ? chunks_.erase(it) : std::next(it);
   }
+  count_ -= freed;
   return freed;
 }
 
 void PageMap::zero(uint64_t offset, uint64_t len) {
   if (len == 0) return;
   const uint64_t end = offset + len;
-  const uint64_t last = last_page(offset, len);
-  for (auto it = pages_.lower_bound(first_page(offset)); it != pages_.end() && it->first <= last;
-       ++it) {
-    const uint64_t start = page_start(it->first);
-    const uint64_t from = std::max(offset, start);
-    const uint64_t to = std::min(end, start + page_size);
-    std::memset(it->second.get() + (from - start), 0, to - from);
-  }
+  visit(
+      chunks_, first_page(offset), last_page(offset, len),
+      [&](uint64_t i, Chunk& c) {
+        Page& slot = c.slots[i & (chunk_pages - 1)];
+        if (!slot) return;
+        const uint64_t from = std::max(offset, page_start(i));
+        const uint64_t to = std::min(end, page_start(i) + page_size);
+        std::memset(slot.get() + in_page(from), 0, to - from);
+      },
+      [](uint64_t, uint64_t) {});
 }
 
 uint64_t PageMap::truncate(uint64_t size) {
   const uint64_t keep = (size + page_size - 1) >> page_shift;  // pages [0, keep) survive
   uint64_t freed = 0;
-  for (auto it = pages_.lower_bound(keep); it != pages_.end();) {
-    it = pages_.erase(it);
-    ++freed;
+  for (auto it = chunks_.lower_bound(keep >> chunk_shift); it != chunks_.end();) {
+    Chunk& c = it->second;
+    const uint64_t chunk_first = it->first << chunk_shift;
+    for (uint64_t j = 0; j < chunk_pages; ++j) {
+      if (chunk_first + j >= keep && c.slots[j]) {
+        c.slots[j].reset();
+        --c.used;
+        ++freed;
+      }
+    }
+    it = c.used == 0 ? chunks_.erase(it) : std::next(it);
   }
+  count_ -= freed;
   if (in_page(size) != 0) {
-    if (auto it = pages_.find(first_page(size)); it != pages_.end()) {
-      std::memset(it->second.get() + in_page(size), 0, page_size - in_page(size));
+    if (std::byte* p = page(first_page(size))) {
+      std::memset(p + in_page(size), 0, page_size - in_page(size));
     }
   }
   return freed;
 }
 
 uint64_t PageMap::clear() {
-  const uint64_t freed = pages_.size();
-  pages_.clear();
+  const uint64_t freed = count_;
+  chunks_.clear();
+  count_ = 0;
   return freed;
 }
 
 void PageMap::write(uint64_t offset, size_t len, IoVecCursor& src) {
   if (len == 0) return;
-  auto it = pages_.find(first_page(offset));
-  while (len > 0) {
-    const size_t at = in_page(offset);
-    const size_t n = std::min<size_t>(len, page_size - at);
-    // allocate() ran first, so consecutive pages follow each other in the map.
-    src.copy_out(it->second.get() + at, n);
-    offset += n;
-    len -= n;
-    ++it;
-  }
+  uint64_t pos = offset;
+  visit(
+      chunks_, first_page(offset), last_page(offset, len),
+      [&](uint64_t i, Chunk& c) {
+        // allocate() ran first: every slot of the range holds a page.
+        const size_t n = std::min<uint64_t>(offset + len, page_start(i) + page_size) - pos;
+        src.copy_out(c.slots[i & (chunk_pages - 1)].get() + in_page(pos), n);
+        pos += n;
+      },
+      [](uint64_t, uint64_t) {});
 }
 
 void PageMap::read(uint64_t offset, size_t len, IoVecCursor& dst) const {
-  auto it = pages_.lower_bound(first_page(offset));
-  while (len > 0) {
-    const uint64_t index = first_page(offset);
-    const size_t at = in_page(offset);
-    const size_t n = std::min<size_t>(len, page_size - at);
-    if (it != pages_.end() && it->first == index) {
-      dst.copy_in(it->second.get() + at, n);
-      ++it;
-    } else {
-      dst.fill_zero(n);
-    }
-    offset += n;
-    len -= n;
-  }
+  if (len == 0) return;
+  const uint64_t end = offset + len;
+  uint64_t pos = offset;
+  visit(
+      chunks_, first_page(offset), last_page(offset, len),
+      [&](uint64_t i, const Chunk& c) {
+        const size_t n = std::min(end, page_start(i) + page_size) - pos;
+        const Page& slot = c.slots[i & (chunk_pages - 1)];
+        if (slot) {
+          dst.copy_in(slot.get() + in_page(pos), n);
+        } else {
+          dst.fill_zero(n);
+        }
+        pos += n;
+      },
+      [&](uint64_t, uint64_t to) {
+        const size_t n = std::min(end, page_start(to) + page_size) - pos;
+        dst.fill_zero(n);
+        pos += n;
+      });
 }
 
 std::optional<uint64_t> PageMap::next_data(uint64_t offset) const {
-  auto it = pages_.lower_bound(first_page(offset));
-  if (it == pages_.end()) return std::nullopt;
-  return std::max(offset, page_start(it->first));
+  const uint64_t index = first_page(offset);
+  for (auto it = chunks_.lower_bound(index >> chunk_shift); it != chunks_.end(); ++it) {
+    const uint64_t chunk_first = it->first << chunk_shift;
+    for (uint64_t j = chunk_first >= index ? 0 : index - chunk_first; j < chunk_pages; ++j) {
+      if (it->second.slots[j]) return std::max(offset, page_start(chunk_first + j));
+    }
+  }
+  return std::nullopt;
 }
 
 uint64_t PageMap::next_hole(uint64_t offset) const {
   uint64_t index = first_page(offset);
-  for (auto it = pages_.lower_bound(index); it != pages_.end() && it->first == index; ++it) {
-    ++index;
+  for (auto it = chunks_.lower_bound(index >> chunk_shift);; ++it) {
+    if (it == chunks_.end() || it->first != index >> chunk_shift) break;
+    const uint64_t chunk_first = it->first << chunk_shift;
+    for (uint64_t j = index - chunk_first; j < chunk_pages; ++j, ++index) {
+      if (!it->second.slots[j]) return std::max(offset, page_start(index));
+    }
   }
   return std::max(offset, page_start(index));
 }
 
 bool PageMap::has_data(uint64_t offset, uint64_t len) const {
   if (len == 0) return false;
-  auto it = pages_.lower_bound(first_page(offset));
-  return it != pages_.end() && it->first <= last_page(offset, len);
+  bool found = false;
+  visit(
+      chunks_, first_page(offset), last_page(offset, len),
+      [&](uint64_t i, const Chunk& c) { found = found || c.slots[i & (chunk_pages - 1)]; },
+      [](uint64_t, uint64_t) {});
+  return found;
 }
 
 std::byte* PageMap::page(uint64_t index) {
-  auto it = pages_.find(index);
-  return it == pages_.end() ? nullptr : it->second.get();
+  auto it = chunks_.find(index >> chunk_shift);
+  return it == chunks_.end() ? nullptr : it->second.slots[index & (chunk_pages - 1)].get();
+}
+
+const std::byte* PageMap::page(uint64_t index) const {
+  auto it = chunks_.find(index >> chunk_shift);
+  return it == chunks_.end() ? nullptr : it->second.slots[index & (chunk_pages - 1)].get();
 }
 
 namespace {
@@ -189,24 +279,20 @@ uint64_t PageMap::copy_missing(const PageMap& src, uint64_t off_in, const PageMa
                                uint64_t off_out, uint64_t len) {
   uint64_t n = 0;
   for_each_dst_page(off_in, off_out, len, [&](uint64_t d, uint64_t s_off, uint64_t s_len) {
-    if (!dst.pages_.contains(d) && src.has_data(s_off, s_len)) ++n;
+    if (dst.page(d) == nullptr && src.has_data(s_off, s_len)) ++n;
   });
   return n;
 }
 
 uint64_t PageMap::copy_allocate(const PageMap& src, uint64_t off_in, PageMap& dst, uint64_t off_out,
                                 uint64_t len) {
-  // Decide from the source as it is now, before any destination page exists: with src == dst a
+  // Decided from the source as it is now, before any destination page exists: with src == dst a
   // freshly allocated page is all zeros, exactly what the hole it replaces read as.
-  std::map<uint64_t, Page> fresh;
+  std::vector<uint64_t> indices;
   for_each_dst_page(off_in, off_out, len, [&](uint64_t d, uint64_t s_off, uint64_t s_len) {
-    if (!dst.pages_.contains(d) && src.has_data(s_off, s_len)) {
-      fresh.emplace_hint(fresh.end(), d, std::make_unique<std::byte[]>(page_size));
-    }
+    if (dst.page(d) == nullptr && src.has_data(s_off, s_len)) indices.push_back(d);
   });
-  const uint64_t added = fresh.size();
-  dst.pages_.merge(fresh);
-  return added;
+  return dst.install(indices, 0, 0);
 }
 
 void PageMap::copy(PageMap& src, uint64_t off_in, PageMap& dst, uint64_t off_out, uint64_t len) {

@@ -1,9 +1,12 @@
 // PageMap: the sparse, paged contents of one regular file.
 //
-// Data lives in 4 KiB pages keyed by page index in an ordered map; a missing page is a hole and
-// reads as zeros. So a 1-byte write at 1 GiB costs one page, SEEK_DATA/SEEK_HOLE follow the map,
-// and punching a hole gives the pages back. Capacity is charged per allocated page by the caller
-// (MemFs), which asks missing() first, reserves, and only then allocates.
+// Data lives in 4 KiB pages; a missing page is a hole and reads as zeros. Pages are grouped in
+// chunks of 64 (256 KiB of file) held in an ordered map by chunk index, each chunk an array of
+// page pointers: a 1 MiB request touches four map nodes and then walks arrays, and a sparse file
+// pays for the chunks it uses, not for its size. So a 1-byte write at 1 GiB costs one page,
+// SEEK_DATA/SEEK_HOLE follow the map, and punching a hole gives the pages back. Capacity is charged
+// per allocated page by the caller (MemFs), which asks missing() first, reserves, and only then
+// allocates.
 //
 // Invariant kept by the callers: every byte of an allocated page that lies at or beyond the file
 // size is zero, so growing the size (truncate up, fallocate) never exposes old data.
@@ -11,11 +14,13 @@
 // Not thread-safe: the owning Node's lock guards it.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "backends/memfs/iovec_cursor.hpp"
 
@@ -26,7 +31,7 @@ inline constexpr unsigned page_shift = 12;
 
 class PageMap {
  public:
-  uint64_t count() const { return pages_.size(); }
+  uint64_t count() const { return count_; }
 
   // Number of pages of the byte range [offset, offset + len) that are not allocated.
   uint64_t missing(uint64_t offset, uint64_t len) const;
@@ -63,6 +68,7 @@ class PageMap {
   bool has_data(uint64_t offset, uint64_t len) const;
 
   std::byte* page(uint64_t index);
+  const std::byte* page(uint64_t index) const;
 
   // copy_file_range support. The destination pages that must be allocated so that the copy of
   // [off_in, off_in + len) of `src` to off_out lands somewhere: those not yet allocated whose
@@ -76,8 +82,27 @@ class PageMap {
   static void copy(PageMap& src, uint64_t off_in, PageMap& dst, uint64_t off_out, uint64_t len);
 
  private:
+  static constexpr unsigned chunk_shift = 6;
+  static constexpr uint64_t chunk_pages = uint64_t{1} << chunk_shift;
+
   using Page = std::unique_ptr<std::byte[]>;
-  std::map<uint64_t, Page> pages_;
+  struct Chunk {
+    std::array<Page, chunk_pages> slots;
+    uint32_t used = 0;  // non-null slots; a chunk with none is erased
+  };
+  using ChunkMap = std::map<uint64_t, Chunk>;
+
+  // Visits page indexes [first, last] in order: present(index, chunk) for each page whose chunk
+  // exists (the slot may still be empty), absent(from, to) for each run of pages without a chunk.
+  template <class Map, class Present, class Absent>
+  static void visit(Map& chunks, uint64_t first, uint64_t last, Present&& present, Absent&& absent);
+
+  // Allocates the given (ascending, currently missing) pages; a page wholly inside the byte range
+  // [raw_begin, raw_end) is left uninitialised, the rest zero-filled. Strong guarantee.
+  uint64_t install(const std::vector<uint64_t>& indices, uint64_t raw_begin, uint64_t raw_end);
+
+  ChunkMap chunks_;
+  uint64_t count_ = 0;
 };
 
 }  // namespace sandfs::memfs
