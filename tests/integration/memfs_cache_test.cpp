@@ -169,3 +169,31 @@ TEST_CASE(
   CHECK(server_view(f, expect.size()) == expect);
   CHECK(stat_of(f).st_mtim.tv_sec > 1'000);
 }
+
+TEST_CASE("--max-write 4K: large reads and writes split into many requests stay intact",
+          "[cache]") {
+  MountedFs m({"--max-write", "4K", "--cache", "never"});
+  const std::string data = pattern(14, 0, (1 << 20) + 12345);
+  write_file(m.path("f"), data);
+  CHECK(read_file(m.path("f")) == data);
+  Fd fd = OPEN(m.path("f").c_str(), O_RDWR);
+  pwrite_all(fd, std::string(300'000, 'w'), 4000);
+  std::string expect = data;
+  expect.replace(4000, 300'000, std::string(300'000, 'w'));
+  CHECK(pread_all(fd, expect.size() + 1, 0) == expect);
+}
+
+TEST_CASE("a shared mapping of an unlinked file still writes through to the server", "[cache]") {
+  MountedFs m;
+  const std::string f = m.path("gone");
+  Fd fd = OPEN(f.c_str(), O_CREAT | O_RDWR, 0644);
+  SYS(::ftruncate(fd, 8192));
+  Mapping map(fd, 8192, PROT_READ | PROT_WRITE);
+  REQUIRE(map.ok());
+  SYS(::unlink(f.c_str()));
+  std::fill(map.data(), map.data() + 8192, 'u');
+  SYS(::msync(map.data(), 8192, MS_SYNC));
+  // Drop the page cache copy, so the next read must come from the server.
+  REQUIRE(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+  CHECK(pread_all(fd, 8192, 0) == std::string(8192, 'u'));
+}

@@ -8,6 +8,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <string>
+#include <vector>
+
 #include <catch2/catch.hpp>
 
 #include "mount_fixture.hpp"
@@ -308,4 +311,25 @@ TEST_CASE("mknod makes fifos, devices and sockets and keeps st_rdev", "[namespac
   SYS(::unlink(m.path("chr2").c_str()));
   SYS(::unlink(m.path("blk").c_str()));
   CHECK_FALSE(exists(m.path("blk")));
+}
+
+TEST_CASE("names are bytes: newlines, high bytes, spaces and the longest symlink target",
+          "[namespace]") {
+  MountedFs m;
+  const std::vector<std::string> odd = {
+      "a\nb",     "\xff\xfe", " lead and trail ",          "tab\there",
+      "\x01\x02", "-dash",    "utf8-\xc3\xa9\xe2\x82\xac", "...",
+      ".hidden"};
+  for (const std::string& n : odd)
+    write_file(m.path(n), n);
+  CHECK(list_dir(m.dir()) == std::set<std::string>(odd.begin(), odd.end()));
+  for (const std::string& n : odd)
+    CHECK(read_file(m.path(n)) == n);
+
+  const std::string longest(4095, 't');  // PATH_MAX - 1
+  SYS(::symlink(longest.c_str(), m.path("l").c_str()));
+  std::string buf(5000, '\0');
+  const ssize_t n = SYS(::readlink(m.path("l").c_str(), buf.data(), buf.size()));
+  CHECK(buf.substr(0, static_cast<size_t>(n)) == longest);
+  CHECK_ERRNO(ENAMETOOLONG, ::symlink(std::string(4096, 't').c_str(), m.path("l2").c_str()));
 }

@@ -77,6 +77,24 @@ TEST_CASE("statfs reports --capacity and --max-inodes and follows usage", "[spac
   CHECK(statvfs_of(m.dir()).f_ffree == 999 - 10);
 }
 
+TEST_CASE("truncating and overwriting charge exactly the pages a file holds", "[space]") {
+  MountedFs m({"--capacity", "16MiB"});
+  const uint64_t total = free_bytes(m.dir());
+  Fd fd = OPEN(m.path("f").c_str(), O_CREAT | O_RDWR, 0644);
+  pwrite_all(fd, std::string(MiB, 'x'), 0);
+  CHECK(total - free_bytes(m.dir()) == MiB);
+  pwrite_all(fd, std::string(MiB, 'y'), 0);  // overwriting allocates nothing new
+  CHECK(total - free_bytes(m.dir()) == MiB);
+  SYS(::ftruncate(fd, 4097));  // two pages remain
+  CHECK(total - free_bytes(m.dir()) == 8 * KiB);
+  CHECK(allocated(fstat_of(fd)) == 8 * KiB);
+  SYS(::ftruncate(fd, 10 * MiB));  // growing adds a hole, not pages
+  CHECK(total - free_bytes(m.dir()) == 8 * KiB);
+  SYS(::ftruncate(fd, 0));
+  CHECK(free_bytes(m.dir()) == total);
+  CHECK(allocated(fstat_of(fd)) == 0);
+}
+
 TEST_CASE("a 1-byte write at 1 GiB costs one page of st_blocks and of capacity", "[space]") {
   MountedFs m({"--capacity", "64MiB"});
   const uint64_t before = free_bytes(m.dir());
