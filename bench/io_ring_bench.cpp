@@ -2,11 +2,13 @@
 // pool, and plain pread(2) in a loop, at several queue depths. Prints ops/s.
 //
 //   io_ring_bench [--seconds S] [--size-mib N] [--dir D] [--qd 1,16,64] [--rounds R]
+//                 [--engines uring,pool,pread]
 //
 // The file (N MiB, default 256) is created in D (default $TMPDIR or /tmp), read once to warm
 // the page cache, and removed at exit. Each cell runs S seconds (default 1.5); with R rounds
 // (default 3) the median is printed.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,6 +43,7 @@ struct Options {
   std::string dir;
   std::vector<unsigned> depths{1, 16, 64};
   int rounds = 3;
+  std::string engines = "uring,pool,pread";
 };
 
 uint64_t next_random(uint64_t& state) {  // xorshift64
@@ -53,7 +56,15 @@ uint64_t next_random(uint64_t& state) {  // xorshift64
 struct Cell {
   double ops_per_s = 0;
   double enters_per_op = 0;
+  double cpu_ns_per_op = 0;  // user + system time of the whole process: robust to a busy host
 };
+
+double process_cpu_seconds() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 Cell run_ring(int fd, size_t blocks, Ring::Mode mode, unsigned depth, double seconds) {
   asio::io_context ctx;
@@ -78,12 +89,15 @@ Cell run_ring(int fd, size_t blocks, Ring::Mode mode, unsigned depth, double sec
         asio::detached);
   }
   const auto start = Clock::now();
+  const double cpu_start = process_cpu_seconds();
   ctx.run();
+  const double cpu = process_cpu_seconds() - cpu_start;
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   if (errors) std::fprintf(stderr, "warning: %llu failed reads\n", (unsigned long long)errors);
   const Ring::Stats s = ring.stats();
-  return {static_cast<double>(ops) / elapsed,
-          ops ? static_cast<double>(s.enter_calls) / static_cast<double>(ops) : 0};
+  const double n = static_cast<double>(std::max<uint64_t>(ops, 1));
+  return {static_cast<double>(ops) / elapsed, static_cast<double>(s.enter_calls) / n,
+          cpu * 1e9 / n};
 }
 
 Cell run_pread(int fd, size_t blocks, double seconds) {
@@ -91,6 +105,7 @@ Cell run_pread(int fd, size_t blocks, double seconds) {
   uint64_t state = 0x9e3779b97f4a7c15ULL;
   uint64_t ops = 0;
   const auto start = Clock::now();
+  const double cpu_start = process_cpu_seconds();
   const auto deadline = start + std::chrono::duration<double>(seconds);
   while (Clock::now() < deadline) {
     for (int i = 0; i < 64; ++i) {
@@ -102,8 +117,9 @@ Cell run_pread(int fd, size_t blocks, double seconds) {
       ++ops;
     }
   }
+  const double cpu = process_cpu_seconds() - cpu_start;
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-  return {static_cast<double>(ops) / elapsed, 0};
+  return {static_cast<double>(ops) / elapsed, 0, cpu * 1e9 / static_cast<double>(ops)};
 }
 
 Cell median(std::vector<Cell> cells) {
@@ -125,6 +141,8 @@ Options parse(int argc, char** argv) {
       o.size_mib = std::strtoull(value, nullptr, 10);
     } else if (key == "--dir") {
       o.dir = value;
+    } else if (key == "--engines") {
+      o.engines = value;
     } else if (key == "--rounds") {
       o.rounds = std::max(1, std::atoi(value));
     } else if (key == "--qd") {
@@ -171,23 +189,29 @@ int main(int argc, char** argv) {
   }
   std::printf("4 KiB random preadv, %zu MiB page-cache-hot file, %.1f s per cell, median of %d\n",
               o.size_mib, o.seconds, o.rounds);
-  std::printf("%-22s %4s %12s %10s\n", "engine", "QD", "ops/s", "enters/op");
+  std::printf("%-22s %4s %12s %12s %10s\n", "engine", "QD", "ops/s", "CPU ns/op", "enters/op");
 
   auto report = [&](const char* name, unsigned depth, auto&& run) {
     std::vector<Cell> cells;
     for (int r = 0; r < o.rounds; ++r)
       cells.push_back(run());
     const Cell c = median(cells);
-    std::printf("%-22s %4u %12.0f %10.3f\n", name, depth, c.ops_per_s, c.enters_per_op);
+    std::printf("%-22s %4u %12.0f %12.0f %10.3f\n", name, depth, c.ops_per_s, c.cpu_ns_per_op,
+                c.enters_per_op);
     std::fflush(stdout);
   };
+  auto wanted = [&](const char* engine) { return o.engines.find(engine) != std::string::npos; };
   for (unsigned depth : o.depths) {
-    report("Ring (io_uring)", depth,
-           [&] { return run_ring(fd, blocks, Ring::Mode::io_uring, depth, o.seconds); });
-    report("Ring (thread_pool)", depth,
-           [&] { return run_ring(fd, blocks, Ring::Mode::thread_pool, depth, o.seconds); });
+    if (wanted("uring")) {
+      report("Ring (io_uring)", depth,
+             [&] { return run_ring(fd, blocks, Ring::Mode::io_uring, depth, o.seconds); });
+    }
+    if (wanted("pool")) {
+      report("Ring (thread_pool)", depth,
+             [&] { return run_ring(fd, blocks, Ring::Mode::thread_pool, depth, o.seconds); });
+    }
   }
-  report("pread loop", 1, [&] { return run_pread(fd, blocks, o.seconds); });
+  if (wanted("pread")) report("pread loop", 1, [&] { return run_pread(fd, blocks, o.seconds); });
   ::close(fd);
   return 0;
 }
