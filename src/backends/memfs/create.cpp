@@ -69,6 +69,7 @@ Result<Entry> MemFs::make_entry(const RequestContext& ctx, InodeId parent, std::
   if (dir->entries.find(name) != nullptr) return Errno{EEXIST};
   Result<std::shared_ptr<Node>> child = make_child_locked(ctx, *dir, name, mode, rdev, target);
   if (!child) return Errno{child.error()};
+  // A new node has the largest id yet, so locking it under its parent keeps the lock order.
   std::shared_lock child_lock((*child)->mu);
   return entry_of(**child);
 }
@@ -114,7 +115,7 @@ Task<Result<Entry>> MemFs::link(const RequestContext&, InodeId ino, InodeId new_
   if (!dir) co_return Errno{EBADF};
   if (!dir->is_dir()) co_return Errno{ENOTDIR};
 
-  // Parent before child; n is not a directory, so it is never anybody's parent.
+  // Directory before non-directory, as the lock order says.
   std::unique_lock dir_lock(dir->mu);
   if (dir->dead) co_return Errno{EBADF};
   if (dir->nlink == 0) co_return Errno{ENOENT};
@@ -151,7 +152,7 @@ Task<Result<CreateReply>> MemFs::create(const RequestContext& ctx, InodeId paren
     if (!existing) co_return Errno{EIO};
     if (existing->is_dir()) co_return Errno{EISDIR};
     if (!existing->is_reg()) co_return Errno{EEXIST};
-    std::unique_lock lock(existing->mu);
+    std::unique_lock lock(existing->mu);  // a regular file: sorts after every directory
     Result<OpenReply> opened = open_locked(existing, flags, kill_suidgid);
     if (!opened) co_return Errno{opened.error()};
     existing->lookup_refs.fetch_add(1, std::memory_order_acq_rel);

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <mutex>
 #include <shared_mutex>
+#include <string>
+#include <vector>
 
 #include "backends/memfs/memfs.hpp"
 
@@ -17,6 +19,8 @@ namespace {
 
 constexpr uint64_t dot_offset = 1;
 constexpr uint64_t dotdot_offset = 2;
+// Entries prepared per round of readdirplus; a kernel reply buffer holds a few dozen.
+constexpr size_t readdirplus_batch = 32;
 
 }  // namespace
 
@@ -70,21 +74,49 @@ Task<Status> MemFs::readdirplus(const RequestContext&, InodeId ino, HandleId fh,
     dotdot.ino = dir.parent.load(std::memory_order_relaxed);
     if (!sink.add("..", dotdot, DT_DIR, dotdot_offset)) co_return ok_status();
   }
-  dir.entries.for_each_after(std::max(offset, dotdot_offset),
-                             [&](std::string_view name, const DirEntry& e) {
-                               std::shared_ptr<Node> child = find_node(e.ino);
-                               if (!child)
-                                 return true;  // cannot happen: linked nodes stay in the table
-                               // Parent then child, as lookup does; the directory lock keeps the
-                               // child linked.
-                               std::shared_lock child_lock(child->mu);
-                               if (!sink.add(name, entry_of(*child), e.dtype, e.cookie))
-                                 return false;
-                               // Only an entry the kernel actually received counts as a lookup.
-                               child->lookup_refs.fetch_add(1, std::memory_order_acq_rel);
-                               return true;
-                             });
-  co_return ok_status();
+  lock.unlock();
+
+  // Entries go out in batches. Under the directory lock each entry of a batch gets its lookup
+  // reference (the lock keeps it linked, so that is safe); the attributes are read afterwards
+  // under the child's own lock, so no two directory locks are ever nested. References of entries
+  // the sink turns away are given back.
+  struct Pending {
+    std::string name;
+    uint32_t dtype;
+    uint64_t cookie;
+    std::shared_ptr<Node> node;
+  };
+  std::vector<Pending> batch;
+  batch.reserve(readdirplus_batch);
+  uint64_t pos = std::max(offset, dotdot_offset);
+  for (;;) {
+    batch.clear();
+    {
+      std::shared_lock relock(dir.mu);
+      if (dir.nlink == 0) co_return ok_status();
+      dir.entries.for_each_after(pos, [&](std::string_view name, const DirEntry& e) {
+        std::shared_ptr<Node> child = find_node(e.ino);
+        if (!child) return true;  // cannot happen: linked nodes stay in the table
+        batch.push_back({std::string(name), e.dtype, e.cookie, child});
+        child->lookup_refs.fetch_add(1, std::memory_order_acq_rel);
+        return batch.size() < readdirplus_batch;
+      });
+    }
+    if (batch.empty()) co_return ok_status();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Entry entry;
+      {
+        std::shared_lock child_lock(batch[i].node->mu);
+        entry = entry_of(*batch[i].node);
+      }
+      if (!sink.add(batch[i].name, entry, batch[i].dtype, batch[i].cookie)) {
+        for (size_t j = i; j < batch.size(); ++j)
+          drop_lookup_refs(*batch[j].node, 1);
+        co_return ok_status();
+      }
+    }
+    pos = batch.back().cookie;
+  }
 }
 
 Task<Status> MemFs::releasedir(const RequestContext&, InodeId ino, HandleId fh) {

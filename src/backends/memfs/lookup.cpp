@@ -28,22 +28,30 @@ Task<Result<Entry>> MemFs::lookup(const RequestContext&, InodeId parent, std::st
   }
   std::shared_ptr<Node> child = find_node(de->ino);
   if (!child) co_return Errno{EIO};  // a linked node is always in the table
-  // The parent lock keeps the child linked (so not evictable) while the reference is taken; the
-  // child's shared lock gives a consistent attribute snapshot.
-  std::shared_lock child_lock(child->mu);
+  // The reference is taken under the parent's lock, which keeps the child linked and so not
+  // evictable; with it held, the child's attributes can be read after letting the parent go, so
+  // the two directory locks are never nested.
   child->lookup_refs.fetch_add(1, std::memory_order_acq_rel);
+  dir_lock.unlock();
+  std::shared_lock child_lock(child->mu);
   co_return entry_of(*child);
 }
 
 void MemFs::forget(InodeId ino, uint64_t nlookup) {
   if (ino == fuse::root_id) return;
   std::shared_ptr<Node> n = find_node(ino);
-  if (!n) return;
-  std::unique_lock lock(n->mu);
-  // The exclusive lock shuts out concurrent fetch_adds, so load-then-store is exact here.
-  const uint64_t refs = n->lookup_refs.load(std::memory_order_acquire);
-  n->lookup_refs.store(refs > nlookup ? refs - nlookup : 0, std::memory_order_release);
-  evict_if_unused(*n);
+  if (n) drop_lookup_refs(*n, nlookup);
+}
+
+void MemFs::drop_lookup_refs(Node& n, uint64_t count) {
+  std::unique_lock lock(n.mu);
+  // Lookups may add references concurrently under a parent's lock: subtract with a CAS, clamped
+  // at zero (a guest may forget more than it was given).
+  uint64_t refs = n.lookup_refs.load(std::memory_order_acquire);
+  while (!n.lookup_refs.compare_exchange_weak(refs, refs > count ? refs - count : 0,
+                                              std::memory_order_acq_rel)) {
+  }
+  evict_if_unused(n);
 }
 
 }  // namespace sandfs::memfs

@@ -25,13 +25,12 @@
 // * Permissions are the kernel's job (virtio-fs and our FUSE mounts use default_permissions); only
 //   access() checks them, using owner, group (primary gid only) and other bits, root bypassing
 //   read/write always and execute when any x bit is set (always for directories).
-// * Suid/sgid clearing (HANDLE_KILLPRIV_V2): on write and copy_file_range when asked
-// (copy_file_range
-//   carries no flag: cleared for non-root callers), on open/create with O_TRUNC when asked, on
-//   setattr with FATTR_KILL_SUIDGID (also with FATTR_SIZE), and on a chown (FATTR_UID/GID) of a
-//   regular file by a non-root caller. Sgid is cleared only together with group-exec, since sgid
-//   without it marks mandatory locking, not privilege. No security.capability is stored
-//   specially, so there is nothing else to kill.
+// * Suid/sgid clearing (HANDLE_KILLPRIV_V2): on write when the kernel asks; on copy_file_range
+//   for non-root callers (the request carries no flag); on open/create with O_TRUNC when asked;
+//   on setattr with FATTR_KILL_SUIDGID (also together with FATTR_SIZE); on a chown (FATTR_UID or
+//   FATTR_GID) of a regular file by a non-root caller. Sgid goes only together with group-exec,
+//   since sgid without it marks mandatory locking, not privilege. No security.capability is
+//   treated specially, so there is nothing else to kill.
 // * Data operations on a handle of the wrong type: a directory answers EISDIR; for read, write,
 //   lseek and copy_file_range any other non-regular file answers EINVAL; fallocate follows Linux:
 //   a fifo ESPIPE, other non-regular files ENODEV.
@@ -170,6 +169,8 @@ class MemFs final : public Filesystem {
   uint32_t open_reply_flags(bool dir) const;
   // Frees the node if nothing references it any more. The caller holds n.mu exclusively.
   void evict_if_unused(Node& n);
+  // forget() for a node in hand: drops `count` lookup references, evicting if unused.
+  void drop_lookup_refs(Node& n, uint64_t count);
   // Sets the size of a regular file, giving freed pages back. The caller holds n.mu exclusively.
   void truncate_locked(Node& n, uint64_t size);
   void release_pages(uint64_t count) { bytes_.release(count * page_size); }
@@ -188,10 +189,9 @@ class MemFs final : public Filesystem {
   Result<OpenReply> open_locked(const std::shared_ptr<Node>& n, uint32_t flags, bool kill_suidgid);
 
   // ---- rename.cpp ----
-  Status rename_same_dir(InodeId parent, std::string_view name, std::string_view new_name,
-                         uint32_t flags);
-  Status rename_cross_dir(InodeId parent, std::string_view name, InodeId new_parent,
-                          std::string_view new_name, uint32_t flags);
+  // The caller holds rename_mu_ when p1 and p2 differ.
+  Status rename_nodes(Node& p1, std::string_view name, Node& p2, std::string_view new_name,
+                      uint32_t flags);
 
   MemFsConfig config_;
   std::chrono::nanoseconds entry_timeout_{0};

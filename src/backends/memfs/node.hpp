@@ -8,15 +8,17 @@
 // never awaits).
 //
 // ## Order when several locks are held
-//  1. MemFs::rename_mu_ (only cross-directory rename takes it; it freezes the tree's shape)
-//  2. directory nodes, ancestor before descendant; two unrelated directories (only possible under
-//     rename_mu_) by ascending inode id
-//  3. the child nodes an operation touches (the source and target of a rename, the entry being
-//     unlinked or looked up), after all their parents, by ascending inode id
-//  4. table shards (InodeTable, HandleTable) and the Budget atomics: leaves, never held while
+// One total order, checkable by tools (TSan) and independent of the tree's shape:
+//  1. MemFs::rename_mu_ (only cross-directory rename takes it; it freezes every parent pointer)
+//  2. nodes: directories before non-directories, then by ascending inode id (lock_order_less)
+//  3. table shards (InodeTable, HandleTable) and the Budget atomics: leaves, never held while
 //     taking a node lock
-// Every multi-node operation takes parents first and children second, and a child is never locked
-// before its parent, so no cycle can form.
+// Two things make that order easy to keep. A new node's id is larger than every existing one, so
+// a creator may lock it while holding its parent; and a non-directory is never locked before a
+// directory. Where an operation must find a node (in a directory) before it can lock it, and the
+// node might sort before a lock it holds (rmdir's victim, rename's four nodes), it looks it up
+// first, drops everything, locks all nodes in order (OrderedLocks) and checks the lookup again.
+// Lookup and readdirplus never nest directory locks at all (see lookup_refs).
 //
 // ## Lifetime
 // Nodes are shared_ptr-owned by the inode table, by open handles, and briefly by operations in
@@ -29,8 +31,12 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cassert>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <shared_mutex>
 #include <string>
@@ -71,9 +77,10 @@ struct Node {
   std::string target;  // symlinks
 
   // ---- atomics ----
-  // Changed with at least a shared lock on mu held (lookups of one child run side by side), and
-  // read for eviction only under the exclusive lock, so an eviction can never miss a new
-  // reference.
+  // Incremented either under a shared lock on mu, or under the lock of a directory that links the
+  // node (the entry keeps nlink >= 1, and dropping it needs that directory's exclusive lock, so
+  // eviction, which needs nlink == 0, cannot race with it). Decremented (forget) by CAS, and read
+  // for eviction under the exclusive lock: an eviction never misses a reference.
   std::atomic<uint64_t> lookup_refs{0};
   // Directories: the parent directory's id ("..", subtree checks). Written only at creation and
   // by a cross-directory rename holding rename_mu_.
@@ -87,5 +94,41 @@ struct Node {
 inline uint32_t dtype_of(uint32_t type) {
   return (type & S_IFMT) >> 12;
 }
+
+// The global node lock order: directories first, then ascending id.
+inline bool lock_order_less(const Node& a, const Node& b) {
+  if (a.is_dir() != b.is_dir()) return a.is_dir();
+  return a.ino < b.ino;
+}
+
+// Exclusive locks on up to four distinct nodes, taken in the global order and released on
+// destruction. Null pointers and duplicates are ignored.
+class OrderedLocks {
+ public:
+  OrderedLocks(std::initializer_list<Node*> nodes) {
+    for (Node* n : nodes) {
+      if (n == nullptr ||
+          std::find(nodes_.begin(), nodes_.begin() + count_, n) != nodes_.begin() + count_) {
+        continue;
+      }
+      assert(count_ < nodes_.size());
+      nodes_[count_++] = n;
+    }
+    std::sort(nodes_.begin(), nodes_.begin() + count_,
+              [](const Node* a, const Node* b) { return lock_order_less(*a, *b); });
+    for (size_t i = 0; i < count_; ++i)
+      nodes_[i]->mu.lock();
+  }
+  ~OrderedLocks() {
+    while (count_ > 0)
+      nodes_[--count_]->mu.unlock();
+  }
+  OrderedLocks(const OrderedLocks&) = delete;
+  OrderedLocks& operator=(const OrderedLocks&) = delete;
+
+ private:
+  std::array<Node*, 4> nodes_{};
+  size_t count_ = 0;
+};
 
 }  // namespace sandfs::memfs

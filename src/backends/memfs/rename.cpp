@@ -1,15 +1,16 @@
 // rename and rename2 (RENAME_NOREPLACE, RENAME_EXCHANGE).
 //
-// Locking follows node.hpp. A same-directory rename cannot change the tree's shape, so it takes
-// only the directory and then the two children. A cross-directory rename first takes rename_mu_,
-// which freezes every directory's parent pointer; it can then tell whether one directory is an
-// ancestor of the other and lock the ancestor first (or, for unrelated directories, the lower id
-// first), exactly the order lookups and removals use going down the tree. The same ancestor
-// chains answer the "into its own subtree" checks.
+// A rename touches up to four nodes: both directories, the source, and the target it replaces or
+// swaps with. Any of them may sort before another in the global lock order (node.hpp), so the
+// children are looked up first, then all four are locked in order and the lookups re-checked; a
+// concurrent change in between just means another round. A cross-directory rename also holds
+// rename_mu_, which freezes every directory's parent pointer, so the ancestor chains that answer
+// the "into its own subtree" checks cannot change underneath it.
 #include <stdio.h>  // RENAME_NOREPLACE, RENAME_EXCHANGE
 
 #include <algorithm>
 #include <mutex>
+#include <shared_mutex>
 #include <utility>
 #include <vector>
 
@@ -19,19 +20,6 @@
 namespace sandfs::memfs {
 
 namespace {
-
-using NodeLock = std::unique_lock<std::shared_mutex>;
-
-// Locks the source and the (optional) target child by ascending id.
-std::pair<NodeLock, NodeLock> lock_children(Node& s, Node* d) {
-  if (d == nullptr) return {NodeLock(s.mu), NodeLock()};
-  if (d->ino < s.ino) {
-    NodeLock first(d->mu);
-    return {NodeLock(s.mu), std::move(first)};
-  }
-  NodeLock first(s.mu);
-  return {std::move(first), NodeLock(d->mu)};
-}
 
 // Type and emptiness rules for a plain rename over an existing target. Children locked.
 Status check_replace(const Node& s, const Node& d) {
@@ -102,50 +90,24 @@ Task<Status> MemFs::rename(const RequestContext&, InodeId parent, std::string_vi
   if ((flags & RENAME_NOREPLACE) != 0 && (flags & RENAME_EXCHANGE) != 0) co_return Errno{EINVAL};
   if (int err = check_name(name); err != 0) co_return Errno{err};
   if (int err = check_name(new_name); err != 0) co_return Errno{err};
-  if (parent == new_parent) co_return rename_same_dir(parent, name, new_name, flags);
-  co_return rename_cross_dir(parent, name, new_parent, new_name, flags);
-}
-
-Status MemFs::rename_same_dir(InodeId parent, std::string_view name, std::string_view new_name,
-                              uint32_t flags) {
-  const bool exchange = (flags & RENAME_EXCHANGE) != 0;
-  std::shared_ptr<Node> dir = find_node(parent);
-  if (!dir) return Errno{EBADF};
-  if (!dir->is_dir()) return Errno{ENOTDIR};
-
-  NodeLock dir_lock(dir->mu);
-  if (dir->dead) return Errno{EBADF};
-  const DirEntry* src = dir->entries.find(name);
-  if (src == nullptr) return Errno{ENOENT};
-  const DirEntry* dst = dir->entries.find(new_name);
-  if (exchange && dst == nullptr) return Errno{ENOENT};
-  if ((flags & RENAME_NOREPLACE) != 0 && dst != nullptr) return Errno{EEXIST};
-  // Same name, or two links of one inode: POSIX says do nothing and succeed.
-  if (name == new_name || (dst != nullptr && dst->ino == src->ino)) return ok_status();
-
-  std::shared_ptr<Node> s = find_node(src->ino);
-  std::shared_ptr<Node> d = dst != nullptr ? find_node(dst->ino) : nullptr;
-  if (!s || (dst != nullptr && !d)) return Errno{EIO};
-  auto locks = lock_children(*s, d.get());
-  if (!exchange && d) {
-    if (Status st = check_replace(*s, *d); !st) return st;
-  }
-  apply(*dir, name, *dir, new_name, *s, d.get(), exchange);
-  if (d && !exchange) evict_if_unused(*d);
-  return ok_status();
-}
-
-Status MemFs::rename_cross_dir(InodeId parent, std::string_view name, InodeId new_parent,
-                               std::string_view new_name, uint32_t flags) {
-  const bool exchange = (flags & RENAME_EXCHANGE) != 0;
   std::shared_ptr<Node> p1 = find_node(parent);
   std::shared_ptr<Node> p2 = find_node(new_parent);
-  if (!p1 || !p2) return Errno{EBADF};
-  if (!p1->is_dir() || !p2->is_dir()) return Errno{ENOTDIR};
+  if (!p1 || !p2) co_return Errno{EBADF};
+  if (!p1->is_dir() || !p2->is_dir()) co_return Errno{ENOTDIR};
 
-  std::lock_guard tree_lock(rename_mu_);
-  // Ancestor chains, each starting with the directory itself. Parent pointers only change under
-  // rename_mu_, which we hold, so they are stable; removed directories keep their last parent.
+  // Only a move between directories can change the tree's shape.
+  std::unique_lock<std::mutex> tree_lock(rename_mu_, std::defer_lock);
+  if (p1 != p2) tree_lock.lock();
+  co_return rename_nodes(*p1, name, *p2, new_name, flags);
+}
+
+Status MemFs::rename_nodes(Node& p1, std::string_view name, Node& p2, std::string_view new_name,
+                           uint32_t flags) {
+  const bool exchange = (flags & RENAME_EXCHANGE) != 0;
+  const bool cross = &p1 != &p2;
+
+  // Ancestor chains, each starting with the directory itself. The caller holds rename_mu_ when
+  // the directories differ, so parent pointers are stable; a removed directory keeps its last one.
   auto chain = [this](InodeId id) {
     std::vector<InodeId> ids;
     for (;;) {
@@ -159,43 +121,57 @@ Status MemFs::rename_cross_dir(InodeId parent, std::string_view name, InodeId ne
     }
     return ids;
   };
-  const std::vector<InodeId> chain1 = chain(p1->ino);
-  const std::vector<InodeId> chain2 = chain(p2->ino);
   auto contains = [](const std::vector<InodeId>& ids, InodeId id) {
     return std::find(ids.begin(), ids.end(), id) != ids.end();
   };
+  const std::vector<InodeId> chain1 = cross ? chain(p1.ino) : std::vector<InodeId>{};
+  const std::vector<InodeId> chain2 = cross ? chain(p2.ino) : std::vector<InodeId>{};
 
-  Node* first = p1.get();
-  Node* second = p2.get();
-  if (contains(chain1, p2->ino) || (!contains(chain2, p1->ino) && p2->ino < p1->ino)) {
-    std::swap(first, second);
+  for (;;) {
+    // Find the two children, one directory at a time (no nested directory locks).
+    InodeId s_ino = 0;
+    InodeId d_ino = 0;
+    {
+      std::shared_lock lock(p1.mu);
+      if (p1.dead) return Errno{EBADF};
+      const DirEntry* e = p1.entries.find(name);
+      if (e == nullptr) return Errno{ENOENT};
+      s_ino = e->ino;
+    }
+    {
+      std::shared_lock lock(p2.mu);
+      if (p2.dead) return Errno{EBADF};
+      if (const DirEntry* e = p2.entries.find(new_name); e != nullptr) d_ino = e->ino;
+    }
+    std::shared_ptr<Node> s = find_node(s_ino);
+    std::shared_ptr<Node> d = d_ino != 0 ? find_node(d_ino) : nullptr;
+    if (!s || (d_ino != 0 && !d)) continue;  // removed in between
+
+    OrderedLocks locks{&p1, &p2, s.get(), d.get()};
+    if (p1.dead || p2.dead) return Errno{EBADF};
+    const DirEntry* src = p1.entries.find(name);
+    if (src == nullptr) return Errno{ENOENT};
+    const DirEntry* dst = p2.entries.find(new_name);
+    if (src->ino != s_ino || (dst != nullptr ? dst->ino : 0) != d_ino) continue;
+
+    if (p2.nlink == 0) return Errno{ENOENT};  // the target directory was removed
+    if (exchange && dst == nullptr) return Errno{ENOENT};
+    if ((flags & RENAME_NOREPLACE) != 0 && dst != nullptr) return Errno{EEXIST};
+    // Same name, or two links of one inode: POSIX says do nothing and succeed.
+    if (dst != nullptr && d_ino == s_ino) return ok_status();
+    if (cross) {
+      // A directory cannot move below itself; a target that is an ancestor of the source is not
+      // empty (it contains the source), and cannot be swapped below itself either.
+      if (contains(chain2, s_ino)) return Errno{EINVAL};
+      if (dst != nullptr && contains(chain1, d_ino)) return Errno{exchange ? EINVAL : ENOTEMPTY};
+    }
+    if (!exchange && d) {
+      if (Status st = check_replace(*s, *d); !st) return st;
+    }
+    apply(p1, name, p2, new_name, *s, d.get(), exchange);
+    if (d && !exchange) evict_if_unused(*d);
+    return ok_status();
   }
-  NodeLock first_lock(first->mu);
-  NodeLock second_lock(second->mu);
-  if (p1->dead || p2->dead) return Errno{EBADF};
-  if (p2->nlink == 0) return Errno{ENOENT};
-
-  const DirEntry* src = p1->entries.find(name);
-  if (src == nullptr) return Errno{ENOENT};
-  const DirEntry* dst = p2->entries.find(new_name);
-  if (exchange && dst == nullptr) return Errno{ENOENT};
-  if ((flags & RENAME_NOREPLACE) != 0 && dst != nullptr) return Errno{EEXIST};
-  if (dst != nullptr && dst->ino == src->ino) return ok_status();
-  // A directory cannot move below itself; a target that is an ancestor of the source is not
-  // empty (it contains the source), and cannot be swapped below itself either.
-  if (contains(chain2, src->ino)) return Errno{EINVAL};
-  if (dst != nullptr && contains(chain1, dst->ino)) return Errno{exchange ? EINVAL : ENOTEMPTY};
-
-  std::shared_ptr<Node> s = find_node(src->ino);
-  std::shared_ptr<Node> d = dst != nullptr ? find_node(dst->ino) : nullptr;
-  if (!s || (dst != nullptr && !d)) return Errno{EIO};
-  auto locks = lock_children(*s, d.get());
-  if (!exchange && d) {
-    if (Status st = check_replace(*s, *d); !st) return st;
-  }
-  apply(*p1, name, *p2, new_name, *s, d.get(), exchange);
-  if (d && !exchange) evict_if_unused(*d);
-  return ok_status();
 }
 
 }  // namespace sandfs::memfs

@@ -390,6 +390,35 @@ TEST_CASE("memfs: concurrent cross-directory renames keep the tree consistent",
       }
     });
   }
+  // Lookups, listings and rmdir attempts while the directories move about.
+  std::vector<InodeId> parents = {root};
+  parents.insert(parents.end(), dirs.begin(), dirs.end());
+  jobs.push_back([&] {
+    std::mt19937 rng(99);
+    for (int i = 0; i < 3000; ++i) {
+      const InodeId dir = parents[rng() % parents.size()];
+      Result<Entry> e = t.lookup(dir, std::string(1, static_cast<char>('a' + rng() % 4)));
+      p.expect(e.ok(), __LINE__);
+      if (e.ok() && e->ino != 0) t.fs->forget(e->ino, 1);
+      Status rm = t.rmdir(dir, std::string(1, static_cast<char>('a' + rng() % 4)));
+      p.expect(!rm.ok() && (rm.error() == ENOENT || rm.error() == ENOTEMPTY), __LINE__);
+    }
+  });
+  jobs.push_back([&] {
+    std::mt19937 rng(98);
+    for (int i = 0; i < 500; ++i) {
+      const InodeId dir = parents[rng() % parents.size()];
+      Result<OpenReply> h = t.opendir(dir);
+      p.expect(h.ok(), __LINE__);
+      if (!h) continue;
+      CollectPlusSink sink(2 + rng() % 4);
+      p.expect(run_coro(t.fs->readdirplus(t.ctx, dir, h->fh, 0, sink)).ok(), __LINE__);
+      for (const ListedPlus& e : sink.entries) {
+        if (e.name != "." && e.name != "..") t.fs->forget(e.entry.ino, 1);
+      }
+      p.expect(run_coro(t.fs->releasedir(t.ctx, dir, h->fh)).ok(), __LINE__);
+    }
+  });
   run_parallel(jobs);
   check_none(p);
 
