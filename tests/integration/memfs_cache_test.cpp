@@ -170,7 +170,7 @@ TEST_CASE(
   CHECK(stat_of(f).st_mtim.tv_sec > 1'000);
 }
 
-TEST_CASE("--max-write 4K: large reads and writes split into many requests stay intact",
+TEST_CASE("with --max-write 4K, large reads and writes split into many requests stay intact",
           "[cache]") {
   MountedFs m({"--max-write", "4K", "--cache", "never"});
   const std::string data = pattern(14, 0, (1 << 20) + 12345);
