@@ -171,6 +171,45 @@ TEST_CASE(
   CHECK(wait_free_at_least(m.dir(), MiB) == MiB);
   write_file(m.path("second"), pattern(5, 0, 512 * KiB));
   CHECK(read_file(m.path("second")) == pattern(5, 0, 512 * KiB));
+
+  // One write(2) larger than what is left (512 KiB free, 768 KiB asked; the kernel may split it
+  // into several requests): it reports at most what fits, and the file holds exactly that.
+  Fd fd3 = OPEN(m.path("third").c_str(), O_CREAT | O_WRONLY, 0644);
+  const std::string over = pattern(8, 0, 768 * KiB);
+  const ssize_t n = ::write(fd3, over.data(), over.size());
+  INFO("write of 768 KiB with 512 KiB free returned " << n << " (" << errno_name(n < 0 ? errno : 0)
+                                                      << ")");
+  CHECK(n <= static_cast<ssize_t>(512 * KiB));
+  if (n < 0) CHECK(errno_name(errno) == "ENOSPC");
+  const uint64_t kept = n > 0 ? static_cast<uint64_t>(n) : 0;
+  CHECK(static_cast<uint64_t>(fstat_of(fd3).st_size) == kept);
+  REQUIRE(fd3.close() == 0);
+  CHECK(read_file(m.path("third")) == over.substr(0, kept));
+}
+
+TEST_CASE("a write(2) that only partly fits writes what fits and returns the short count",
+          "[space]") {
+  // POSIX: "only as many bytes as there is room for shall be written". tmpfs and ext4 do; the
+  // rest of the write is refused with ENOSPC only when not one byte fits.
+  const std::string cache = GENERATE(as<std::string>{}, "always", "never");
+  INFO("--cache " << cache);
+  MountedFs m({"--capacity", "1MiB", "--cache", cache});
+  Fd fd = OPEN(m.path("f").c_str(), O_CREAT | O_WRONLY, 0644);
+  const std::string data = pattern(15, 0, MiB + 32 * KiB);
+  pwrite_all(fd, std::string_view(data).substr(0, 960 * KiB), 0);
+  SYS(::lseek(fd, 960 * KiB, SEEK_SET));
+  // 96 KiB asked, 64 KiB free.
+  const ssize_t n = ::write(fd, data.data() + 960 * KiB, 96 * KiB);
+  INFO("write of 96 KiB with 64 KiB free returned " << n << " (" << errno_name(n < 0 ? errno : 0)
+                                                    << ")");
+  CHECK(n == static_cast<ssize_t>(64 * KiB));
+  // Then the filesystem is full.
+  if (n == static_cast<ssize_t>(64 * KiB))
+    CHECK_ERRNO(ENOSPC, ::write(fd, data.data() + MiB, 4096));
+  const uint64_t kept = 960 * KiB + (n > 0 ? static_cast<uint64_t>(n) : 0);
+  CHECK(static_cast<uint64_t>(fstat_of(fd).st_size) == kept);
+  REQUIRE(fd.close() == 0);
+  CHECK(read_file(m.path("f")) == data.substr(0, kept));
 }
 
 TEST_CASE("with --writeback, ENOSPC surfaces at write or at fsync, never silently", "[space]") {
