@@ -8,6 +8,12 @@
 // per allocated page by the caller (MemFs), which asks missing() first, reserves, and only then
 // allocates.
 //
+// Each page is its own heap allocation, so punching or truncating gives back exactly the memory
+// the capacity accounting releases: capacity is what keeps a guest from using the host's memory,
+// and a slab shared by several pages would keep freed capacity resident. The price: glibc grows a
+// thread's arena with one mprotect per new 4 KiB page (~20% of a fresh in-process write); a page
+// pool that returns freed pages with MADV_DONTNEED would avoid it if that ever matters.
+//
 // Invariant kept by the callers: every byte of an allocated page that lies at or beyond the file
 // size is zero, so growing the size (truncate up, fallocate) never exposes old data.
 //
