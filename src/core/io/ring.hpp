@@ -22,7 +22,9 @@
 // * Pointers passed in (iovecs and the buffers they describe, paths) must stay valid until the
 //   operation completes. A coroutine that co_awaits the call directly always satisfies this;
 //   with a callback token the caller must keep them alive itself. open_how is copied.
-// * Offsets are explicit: there is no "current file position" form.
+// * Offsets are explicit: there is no "current file position" form. Meant for regular files and
+//   directories: on a pipe or socket io_uring reads (ignoring the offset) where pread(2), and so
+//   the thread pool, answers ESPIPE.
 //
 // ## Threads
 // A Ring is not thread-safe: start operations only from the thread running its io_context.

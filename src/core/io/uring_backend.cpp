@@ -250,6 +250,7 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
     // and no trip through the event loop, while many coroutines still share one enter per round.
     unsigned budget = reap_budget;
     while (budget > 0) {
+      refill();
       if (!submit()) return;  // transient: settle() posts a retry
       const unsigned reaped = reap(budget);
       budget -= std::min(budget, reaped);
@@ -301,7 +302,8 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
     ~Settle() {
       if (self.closed_) return;
       const unsigned queued = io_uring_sq_ready(&self.ring_);
-      if (io_uring_cq_ready(&self.ring_) > 0 || queued > 0) self.schedule_flush();
+      const bool room = !self.backlog_.empty() && self.in_flight_ < self.capacity_;
+      if (io_uring_cq_ready(&self.ring_) > 0 || queued > 0 || room) self.schedule_flush();
       if (self.in_flight_ > queued) self.arm_wakeup();  // queued ones get the flush, which reaps
     }
   };
