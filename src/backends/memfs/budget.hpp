@@ -5,6 +5,7 @@
 // pass a "used + n <= limit" check and overshoot together.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
@@ -21,6 +22,18 @@ class Budget {
       if (n > limit_ || cur > limit_ - n) return false;
     } while (!used_.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed));
     return true;
+  }
+
+  // Reserves as much of n as is free, in whole units; returns the amount reserved (maybe 0).
+  uint64_t reserve_up_to(uint64_t n, uint64_t unit) {
+    uint64_t cur = used_.load(std::memory_order_relaxed);
+    uint64_t take = 0;
+    do {
+      const uint64_t free = cur >= limit_ ? 0 : limit_ - cur;
+      take = std::min(n, free / unit * unit);
+      if (take == 0) return 0;
+    } while (!used_.compare_exchange_weak(cur, cur + take, std::memory_order_relaxed));
+    return take;
   }
 
   void release(uint64_t n) {

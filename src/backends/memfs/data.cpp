@@ -1,8 +1,9 @@
 // The file data path: open, read, write, flush, release, fsync.
 //
 // read and write copy directly between the pages and the transport's iovecs. A write reserves the
-// capacity of every page it will add before touching anything, so ENOSPC leaves the file exactly
-// as it was.
+// capacity of every page it will add before touching anything: when only part fits it writes that
+// part and returns the short count, and when nothing fits it fails with ENOSPC leaving the file
+// exactly as it was.
 #include <fcntl.h>
 
 #include <algorithm>
@@ -84,14 +85,25 @@ Task<Result<size_t>> MemFs::write(const RequestContext&, InodeId ino, HandleId f
   if (!n.is_reg()) co_return Errno{data_errno(n)};
 
   IoVecCursor in(src);
-  const uint64_t len = in.remaining();
+  uint64_t len = in.remaining();
   std::unique_lock lock(n.mu);
   if ((*h)->append()) offset = n.size;
   if (offset > max_offset || len > max_offset - offset) co_return Errno{EFBIG};
   if (len == 0) co_return size_t{0};
 
-  const uint64_t need = n.pages.missing(offset, len) * page_size;
-  if (!bytes_.try_reserve(need)) co_return Errno{ENOSPC};
+  uint64_t need = n.pages.missing(offset, len) * page_size;
+  if (!bytes_.try_reserve(need)) {
+    // POSIX: write as many bytes as there is room for, and fail only when not one fits. Not with
+    // a writeback cache, though: the kernel ignores a short count when it flushes its pages, so
+    // there the whole write must fail for the error to reach fsync.
+    if (writeback_.load(std::memory_order_relaxed)) co_return Errno{ENOSPC};
+    need = bytes_.reserve_up_to(need, page_size);
+    len = n.pages.fit(offset, len, need / page_size);
+    if (len == 0) {
+      bytes_.release(need);
+      co_return Errno{ENOSPC};
+    }
+  }
   Reservation reserved(bytes_, need);
   n.pages.allocate(offset, len, true);
   reserved.commit();

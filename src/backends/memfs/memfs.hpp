@@ -15,6 +15,13 @@
 // miss, and ENOENT otherwise. Symlink caching is offered unless the policy is never.
 //
 // ## Semantics worth knowing
+// * ENOSPC never leaves half-done state: every operation reserves all it needs first. A write
+//   that only partly fits writes the part that fits and returns the short count (POSIX, as
+//   tmpfs), failing with ENOSPC only when not one byte fits; under a negotiated writeback cache it
+//   is all-or-nothing, because the kernel drops a short count when it flushes pages. fallocate,
+//   copy_file_range, xattrs and creations are all-or-nothing.
+// * Xattrs in the system. namespace answer EOPNOTSUPP: without FUSE_POSIX_ACL the kernel hands
+//   ACLs to us as plain xattrs, and a filesystem that cannot apply them must refuse them.
 // * Capacity counts allocated 4 KiB file pages plus xattr names and values. Symlink targets,
 //   names and directory entries are not charged (the inode limit bounds them). Truncating up is
 //   free (the new range is a hole), like tmpfs. Statfs reports capacity and the inode limit;

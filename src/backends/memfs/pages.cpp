@@ -86,6 +86,30 @@ uint64_t PageMap::missing(uint64_t offset, uint64_t len) const {
   return n;
 }
 
+uint64_t PageMap::fit(uint64_t offset, uint64_t len, uint64_t pages) const {
+  if (len == 0) return 0;
+  uint64_t missing_seen = 0;
+  uint64_t cut = len;  // bytes before the first page that does not fit
+  bool done = false;
+  auto take = [&](uint64_t from, uint64_t to) {  // a run of missing pages
+    if (done) return;
+    if (missing_seen + (to - from + 1) <= pages) {
+      missing_seen += to - from + 1;
+      return;
+    }
+    const uint64_t first_excess = from + (pages - missing_seen);
+    cut = page_start(first_excess) > offset ? page_start(first_excess) - offset : 0;
+    done = true;
+  };
+  visit(
+      chunks_, first_page(offset), last_page(offset, len),
+      [&](uint64_t i, const Chunk& c) {
+        if (!c.slots[i & (chunk_pages - 1)]) take(i, i);
+      },
+      take);
+  return cut;
+}
+
 uint64_t PageMap::allocate(uint64_t offset, uint64_t len, bool overwrite) {
   if (len == 0) return 0;
   std::vector<uint64_t> indices;

@@ -42,6 +42,9 @@ class PageMap {
   // Number of pages of the byte range [offset, offset + len) that are not allocated.
   uint64_t missing(uint64_t offset, uint64_t len) const;
 
+  // The longest prefix of [offset, offset + len) in which at most `pages` pages are missing.
+  uint64_t fit(uint64_t offset, uint64_t len, uint64_t pages) const;
+
   // Allocates the missing pages of [offset, offset + len). With `overwrite`, pages lying wholly
   // inside the range are left uninitialised because the caller writes all of them next; every
   // other new page is zero-filled. Strong guarantee: on bad_alloc nothing was added.

@@ -1,5 +1,6 @@
-// Extended attributes: opaque names and values in any namespace, charged against the capacity
-// (name plus value bytes), so a guest cannot grow memory without bound through them.
+// Extended attributes: opaque names and values in the user., trusted. and security. namespaces
+// (any prefix but system.), charged against the capacity (name plus value bytes), so a guest
+// cannot grow memory without bound through them.
 #include <sys/xattr.h>  // XATTR_CREATE, XATTR_REPLACE
 
 #include <mutex>
@@ -15,12 +16,21 @@ bool bad_xattr_name(std::string_view name) {
   return name.empty() || name.size() > xattr_name_max;
 }
 
+// "system." names are interpreted by the kernel's filesystems, not stored: MemFs does not offer
+// FUSE_POSIX_ACL, so system.posix_acl_access reaches us as a plain setxattr, and storing it would
+// silently drop the mode change it means (cp -a sets final modes that way and falls back to chmod
+// only on EOPNOTSUPP). Refuse the namespace, as a filesystem without ACL support does.
+bool unsupported_namespace(std::string_view name) {
+  return name.starts_with("system.");
+}
+
 }  // namespace
 
 Task<Status> MemFs::setxattr(const RequestContext&, InodeId ino, std::string_view name,
                              std::span<const char> value, uint32_t flags) {
   if ((flags & ~(XATTR_CREATE | XATTR_REPLACE)) != 0) co_return Errno{EINVAL};
   if (bad_xattr_name(name)) co_return Errno{ERANGE};
+  if (unsupported_namespace(name)) co_return Errno{EOPNOTSUPP};
   if (value.size() > xattr_value_max) co_return Errno{E2BIG};
   std::shared_ptr<Node> n = find_node(ino);
   if (!n) co_return Errno{EBADF};
@@ -53,6 +63,7 @@ Task<Status> MemFs::setxattr(const RequestContext&, InodeId ino, std::string_vie
 Task<Result<XattrReply>> MemFs::getxattr(const RequestContext&, InodeId ino, std::string_view name,
                                          uint32_t size) {
   if (bad_xattr_name(name)) co_return Errno{ERANGE};
+  if (unsupported_namespace(name)) co_return Errno{EOPNOTSUPP};
   std::shared_ptr<Node> n = find_node(ino);
   if (!n) co_return Errno{EBADF};
 
@@ -92,6 +103,7 @@ Task<Result<XattrReply>> MemFs::listxattr(const RequestContext&, InodeId ino, ui
 
 Task<Status> MemFs::removexattr(const RequestContext&, InodeId ino, std::string_view name) {
   if (bad_xattr_name(name)) co_return Errno{ERANGE};
+  if (unsupported_namespace(name)) co_return Errno{EOPNOTSUPP};
   std::shared_ptr<Node> n = find_node(ino);
   if (!n) co_return Errno{EBADF};
 

@@ -26,27 +26,75 @@ TEST_CASE("memfs: writes within the capacity succeed", "[memfs][capacity]") {
   CHECK(t.attr(f.ino).size == 512);
 }
 
-TEST_CASE("memfs: a write beyond the capacity fails whole and changes nothing",
+TEST_CASE("memfs: a write of which not one byte fits fails and changes nothing",
           "[memfs][capacity]") {
   TestFs t(with_capacity(2 * page));
   Result<CreateReply> c = t.create(root, "f");
   REQUIRE(c.ok());
-  REQUIRE(t.write(c->entry.ino, c->open.fh, 0, "start").ok());
-  const Attr before = t.attr(c->entry.ino);
+  const InodeId ino = c->entry.ino;
+  const HandleId fh = c->open.fh;
+  REQUIRE(t.write(ino, fh, 0, std::string(2 * page, 's')).ok());
+  const Attr before = t.attr(ino);
 
-  CHECK(t.write(c->entry.ino, c->open.fh, 3, std::string(3 * page, 'x')).error() == ENOSPC);
-  Attr after = t.attr(c->entry.ino);
+  CHECK(t.write(ino, fh, 2 * page, std::string(3 * page, 'x')).error() == ENOSPC);
+  CHECK(t.write(ino, fh, 10 * page + 5, "y").error() == ENOSPC);
+  Attr after = t.attr(ino);
   CHECK(after.size == before.size);
   CHECK(after.blocks == before.blocks);
   CHECK(after.mtime.sec == before.mtime.sec);
   CHECK(after.mtime.nsec == before.mtime.nsec);
-  CHECK(t.fs->used_bytes() == page);
-  CHECK(*t.read(c->entry.ino, c->open.fh, 0, 100) == "start");
-
-  // Exactly filling the capacity works.
-  CHECK(t.write(c->entry.ino, c->open.fh, page, std::string(page, 'y')).ok());
   CHECK(t.fs->used_bytes() == 2 * page);
-  CHECK(t.write(c->entry.ino, c->open.fh, 2 * page, "z").error() == ENOSPC);
+  CHECK(*t.read(ino, fh, 0, 3 * page) == std::string(2 * page, 's'));
+  // Rewriting allocated pages needs no capacity.
+  CHECK(t.write(ino, fh, 100, "rewrite").ok());
+  REQUIRE(t.release(ino, fh).ok());
+}
+
+TEST_CASE("memfs: a write that partly fits writes what fits and returns the short count",
+          "[memfs][capacity]") {
+  TestFs t(with_capacity(4 * page));
+  Result<CreateReply> c = t.create(root, "f");
+  REQUIRE(c.ok());
+  const InodeId ino = c->entry.ino;
+  const HandleId fh = c->open.fh;
+  REQUIRE(t.write(ino, fh, 0, "start").ok());  // page 0
+  std::string data(5 * page, '\0');
+  for (size_t i = 0; i < data.size(); ++i)
+    data[i] = static_cast<char>('a' + i % 26);
+
+  // From byte 100 of page 0 on, pages 1-3 fit and pages 4-5 do not.
+  Result<size_t> n = t.write(ino, fh, 100, data);
+  REQUIRE(n.ok());
+  CHECK(*n == 4 * page - 100);
+  CHECK(t.attr(ino).size == 4 * page);
+  CHECK(t.fs->used_bytes() == 4 * page);
+  CHECK(*t.read(ino, fh, 100, static_cast<uint32_t>(*n)) == data.substr(0, *n));
+  CHECK(t.write(ino, fh, 4 * page, "more").error() == ENOSPC);
+
+  // A sparse write skips holes it does not need: only the pages it touches count.
+  REQUIRE(t.truncate(ino, 0).ok());
+  REQUIRE(t.write(ino, fh, 2 * page, std::string(page, 'p')).ok());
+  Result<size_t> sparse = t.write(ino, fh, 2 * page - 10, std::string(4 * page, 'q'));
+  REQUIRE(sparse.ok());
+  CHECK(*sparse == 10 + page + 2 * page);  // pages 1, 2 (present), 3, 4; not 5
+  CHECK(t.fs->used_bytes() == 4 * page);
+  REQUIRE(t.release(ino, fh).ok());
+}
+
+TEST_CASE("memfs: with a writeback cache a write that does not fit fails whole",
+          "[memfs][capacity]") {
+  MemFsConfig cfg = with_capacity(2 * page);
+  cfg.writeback = true;
+  SessionParams params;
+  params.writeback_cache = true;
+  TestFs t(cfg, params);
+  Result<CreateReply> c = t.create(root, "f");
+  REQUIRE(c.ok());
+  REQUIRE(t.write(c->entry.ino, c->open.fh, 0, "x").ok());
+  CHECK(t.write(c->entry.ino, c->open.fh, 0, std::string(3 * page, 'y')).error() == ENOSPC);
+  CHECK(t.attr(c->entry.ino).size == 1);
+  CHECK(t.fs->used_bytes() == page);
+  CHECK(t.contents(c->entry.ino) == "x");
   REQUIRE(t.release(c->entry.ino, c->open.fh).ok());
 }
 
@@ -87,9 +135,11 @@ TEST_CASE("memfs: several files share one capacity", "[memfs][capacity]") {
   CHECK(t.fs->used_bytes() == 3 * page);
   Result<CreateReply> c = t.create(root, "c");
   REQUIRE(c.ok());
-  CHECK(t.write(c->entry.ino, c->open.fh, 0, std::string(page + 1, 'c')).error() == ENOSPC);
-  CHECK(t.attr(c->entry.ino).size == 0);
-  CHECK(t.write(c->entry.ino, c->open.fh, 0, std::string(page, 'c')).ok());
+  Result<size_t> n = t.write(c->entry.ino, c->open.fh, 0, std::string(page + 1, 'c'));
+  REQUIRE(n.ok());
+  CHECK(*n == page);  // the last byte would need a fifth page
+  CHECK(t.attr(c->entry.ino).size == page);
+  CHECK(t.write(c->entry.ino, c->open.fh, page, "c").error() == ENOSPC);
   REQUIRE(t.release(c->entry.ino, c->open.fh).ok());
 }
 

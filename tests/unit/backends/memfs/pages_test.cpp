@@ -74,6 +74,23 @@ TEST_CASE("pagemap: a full chunk followed by another continues the data run", "[
   CHECK_FALSE(m.next_data(0).has_value());
 }
 
+TEST_CASE("pagemap: fit finds the prefix that needs at most n new pages", "[memfs][pages]") {
+  PageMap m;
+  m.allocate(0, page, false);             // page 0
+  m.allocate(chunk + page, page, false);  // page 65
+  CHECK(m.fit(10, 3 * page, 0) == page - 10);
+  CHECK(m.fit(10, 3 * page, 1) == 2 * page - 10);
+  CHECK(m.fit(10, 3 * page, 5) == 3 * page);
+  CHECK(m.fit(page, 10, 0) == 0);
+  CHECK(m.fit(page + 5, 10, 1) == 10);
+  // Across a chunk boundary with an allocated page inside the range.
+  CHECK(m.fit(chunk - page, 4 * page, 1) == page);
+  CHECK(m.fit(chunk - page, 4 * page, 2) == 3 * page);  // pages 63, 64 new; 65 present; 66 not
+  CHECK(m.fit(chunk - page, 4 * page, 3) == 4 * page);
+  CHECK(m.fit(0, page, 0) == page);
+  CHECK(m.fit(0, 0, 0) == 0);
+}
+
 // A dense model of the same file: bytes plus the set of allocated pages.
 struct Model {
   std::string bytes;

@@ -91,6 +91,22 @@ TEST_CASE("memfs: xattrs on directories, symlinks and special files", "[memfs][x
   }
 }
 
+TEST_CASE("memfs: system. xattrs (POSIX ACLs) are refused, not stored", "[memfs][xattr]") {
+  // Regression: cp -a sets final modes through system.posix_acl_access and falls back to chmod
+  // only on EOPNOTSUPP; storing the ACL opaquely left copies with their creation modes.
+  TestFs t;
+  Entry f = t.file(root, "f", 0600);
+  const std::string acl("\x02\0\0\0\x01\0\x06\0\xff\xff\xff\xff", 12);
+  CHECK(t.setxattr(f.ino, "system.posix_acl_access", acl).error() == EOPNOTSUPP);
+  CHECK(t.setxattr(f.ino, "system.posix_acl_default", acl).error() == EOPNOTSUPP);
+  CHECK(t.getxattr(f.ino, "system.posix_acl_access", 100).error() == EOPNOTSUPP);
+  CHECK(t.removexattr(f.ino, "system.posix_acl_access").error() == EOPNOTSUPP);
+  CHECK(t.listxattr(f.ino, 0)->size == 0);
+  CHECK(t.attr(f.ino).mode == (S_IFREG | 0600));
+  CHECK(t.setxattr(f.ino, "security.selinux", "ctx").ok());
+  CHECK(t.setxattr(f.ino, "trusted.overlay.opaque", "y").ok());
+}
+
 TEST_CASE("memfs: empty xattr values", "[memfs][xattr]") {
   TestFs t;
   Entry f = t.file(root, "f");
