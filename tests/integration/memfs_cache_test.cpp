@@ -50,7 +50,7 @@ struct Mapping {
 
 }  // namespace
 
-TEST_CASE("every cache mode: read, write, append, truncate, shared mmap", "[cache]") {
+TEST_CASE("every cache mode: read / write / append / truncate / shared mmap", "[cache]") {
   const std::string mode = GENERATE(as<std::string>{}, "never", "auto", "always", "writeback");
   INFO("mode " << mode);
   std::vector<std::string> flags;
@@ -115,7 +115,7 @@ TEST_CASE("every cache mode: read, write, append, truncate, shared mmap", "[cach
   }
 }
 
-TEST_CASE("every cache mode: other fds, names and stat see each change at once", "[cache]") {
+TEST_CASE("every cache mode: other fds / names and stat see each change at once", "[cache]") {
   const std::string mode = GENERATE(as<std::string>{}, "never", "auto", "always");
   INFO("--cache " << mode);
   MountedFs m({"--cache", mode});
@@ -136,7 +136,7 @@ TEST_CASE("every cache mode: other fds, names and stat see each change at once",
 }
 
 TEST_CASE(
-    "writeback cache: partial-page writes merge with the server's data; size and mtime "
+    "writeback cache: partial-page writes merge with the server's data - size and mtime "
     "reach the server",
     "[cache]") {
   MountedFs m({"--cache", "always", "--writeback"});
@@ -170,7 +170,7 @@ TEST_CASE(
   CHECK(stat_of(f).st_mtim.tv_sec > 1'000);
 }
 
-TEST_CASE("with --max-write 4K, large reads and writes split into many requests stay intact",
+TEST_CASE("with --max-write 4K / large reads and writes split into many requests stay intact",
           "[cache]") {
   MountedFs m({"--max-write", "4K", "--cache", "never"});
   const std::string data = pattern(14, 0, (1 << 20) + 12345);

@@ -35,7 +35,7 @@ std::string ts(const timespec& t) {
 
 }  // namespace
 
-TEST_CASE("open and creat: new files, O_EXCL, O_CREAT on an existing file, O_TRUNC", "[files]") {
+TEST_CASE("open and creat: new files / O_EXCL / O_CREAT on an existing file / O_TRUNC", "[files]") {
   MountedFs m;
   const std::string f = m.path("f");
 
@@ -80,7 +80,7 @@ TEST_CASE("open and creat: new files, O_EXCL, O_CREAT on an existing file, O_TRU
   Fd longest = OPEN(m.path(std::string(255, 'n')).c_str(), O_CREAT | O_RDWR, 0644);
 }
 
-TEST_CASE("read, write, pread and pwrite move the right bytes", "[files]") {
+TEST_CASE("read / write / pread and pwrite move the right bytes", "[files]") {
   MountedFs m;
   const std::string f = m.path("data");
   Fd fd = OPEN(f.c_str(), O_CREAT | O_RDWR, 0644);
@@ -146,7 +146,8 @@ TEST_CASE("O_APPEND writes always land at the end", "[files]") {
   CHECK(read_file(f) == "Start\na1\nb1\na2\n");
 }
 
-TEST_CASE("truncate and ftruncate: shrink, grow with zeros, no stale bytes come back", "[files]") {
+TEST_CASE("truncate and ftruncate: shrink / grow with zeros / no stale bytes come back",
+          "[files]") {
   MountedFs m;
   const std::string f = m.path("t");
   write_file(f, std::string(10'000, 'x'));
@@ -178,7 +179,7 @@ TEST_CASE("truncate and ftruncate: shrink, grow with zeros, no stale bytes come 
   CHECK_ERRNO(EINVAL, ::ftruncate(ro, 10));  // Linux: EINVAL for a read-only fd
 }
 
-TEST_CASE("chmod, chown and lchown change exactly what they are asked to", "[files][attr]") {
+TEST_CASE("chmod / chown and lchown change exactly what they are asked to", "[files][attr]") {
   MountedFs m;
   const std::string f = m.path("f");
   write_file(f, "x", 0644);
@@ -221,7 +222,7 @@ TEST_CASE("chmod, chown and lchown change exactly what they are asked to", "[fil
   CHECK(d.st_gid == 6u);
 }
 
-TEST_CASE("chown of a setuid file clears setuid, also for root", "[files][attr]") {
+TEST_CASE("chown of a setuid file clears setuid / also for root", "[files][attr]") {
   // Linux clears S_ISUID on any chown of a non-directory (and S_ISGID when group-exec is set),
   // whoever the caller is; tmpfs and ext4 do.
   MountedFs m;
@@ -233,7 +234,7 @@ TEST_CASE("chown of a setuid file clears setuid, also for root", "[files][attr]"
   CHECK(stat_of(f).st_mode == (S_IFREG | 0755));
 }
 
-TEST_CASE("utimensat sets times to the nanosecond, UTIME_NOW and UTIME_OMIT work",
+TEST_CASE("utimensat sets times to the nanosecond / UTIME_NOW and UTIME_OMIT work",
           "[files][attr]") {
   MountedFs m;
   const std::string f = m.path("f");

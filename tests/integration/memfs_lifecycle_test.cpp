@@ -30,7 +30,7 @@ TEST_CASE("sandfsd unmounts itself and exits 0 on SIGTERM and SIGINT", "[lifecyc
   CHECK(list_dir(dir).empty());
 }
 
-TEST_CASE("sandfsd exits 0 after umount, also with files still open at that moment",
+TEST_CASE("sandfsd exits 0 after umount / also with files still open at that moment",
           "[lifecycle][fuse]") {
   MountedFs m;
   write_file(m.path("f"), "data");

@@ -26,7 +26,7 @@ int renameat2(const std::string& from, const std::string& to, unsigned flags) {
 
 }  // namespace
 
-TEST_CASE("mkdir and rmdir, with their errors and link counts", "[namespace]") {
+TEST_CASE("mkdir and rmdir / with their errors and link counts", "[namespace]") {
   MountedFs m;
   const std::string d = m.path("d");
   const nlink_t root_links = stat_of(m.dir()).st_nlink;
@@ -67,7 +67,7 @@ TEST_CASE("mkdir and rmdir, with their errors and link counts", "[namespace]") {
   CHECK_ERRNO(ENOENT, ::openat(dfd, "new", O_CREAT | O_RDWR, 0644));
 }
 
-TEST_CASE("unlink removes names, not open inodes or other links", "[namespace]") {
+TEST_CASE("unlink removes names / not open inodes or other links", "[namespace]") {
   MountedFs m;
   write_file(m.path("a"), "data");
   SYS(::link(m.path("a").c_str(), m.path("b").c_str()));
@@ -85,7 +85,7 @@ TEST_CASE("unlink removes names, not open inodes or other links", "[namespace]")
   CHECK(list_dir(m.dir()) == std::set<std::string>{"b", "d"});
 }
 
-TEST_CASE("rename: plain, across directories, over an existing file", "[namespace][rename]") {
+TEST_CASE("rename: plain / across directories / over an existing file", "[namespace][rename]") {
   MountedFs m;
   write_file(m.path("a"), "A");
   const ino_t ino_a = stat_of(m.path("a")).st_ino;
@@ -129,7 +129,7 @@ TEST_CASE("rename: plain, across directories, over an existing file", "[namespac
   CHECK(exists(m.path("hard")));
 }
 
-TEST_CASE("rename errors: type mismatches, non-empty targets, own subtree, missing source",
+TEST_CASE("rename errors: type mismatches / non-empty targets / own subtree / missing source",
           "[namespace][rename]") {
   MountedFs m;
   write_file(m.path("f"), "f");
@@ -196,7 +196,7 @@ TEST_CASE("renameat2 RENAME_NOREPLACE and RENAME_EXCHANGE", "[namespace][rename]
   CHECK(read_file(m.path("c")) == "B");
 }
 
-TEST_CASE("hard links share one inode; directories cannot be linked", "[namespace][link]") {
+TEST_CASE("hard links share one inode - directories cannot be linked", "[namespace][link]") {
   MountedFs m;
   write_file(m.path("a"), "one");
   SYS(::link(m.path("a").c_str(), m.path("b").c_str()));
@@ -223,7 +223,7 @@ TEST_CASE("hard links share one inode; directories cannot be linked", "[namespac
   CHECK(read_file(m.path("d/c")) == "one+two");
 }
 
-TEST_CASE("symlinks keep their target text; readlink returns it", "[namespace][link]") {
+TEST_CASE("symlinks keep their target text - readlink returns it", "[namespace][link]") {
   MountedFs m;
   write_file(m.path("target"), "T");
   SYS(::symlink("target", m.path("rel").c_str()));
@@ -260,7 +260,7 @@ TEST_CASE("symlinks keep their target text; readlink returns it", "[namespace][l
   CHECK_ERRNO(ELOOP, ::open(m.path("loop").c_str(), O_RDONLY));
 }
 
-TEST_CASE("mknod makes fifos, devices and sockets and keeps st_rdev", "[namespace][special]") {
+TEST_CASE("mknod makes fifos / devices and sockets and keeps st_rdev", "[namespace][special]") {
   MountedFs m;
   SYS(::mknod(m.path("fifo").c_str(), S_IFIFO | 0644, 0));
   SYS(::mknod(m.path("chr").c_str(), S_IFCHR | 0600, ::makedev(1, 3)));
@@ -313,7 +313,7 @@ TEST_CASE("mknod makes fifos, devices and sockets and keeps st_rdev", "[namespac
   CHECK_FALSE(exists(m.path("blk")));
 }
 
-TEST_CASE("names are bytes: newlines, high bytes, spaces and the longest symlink target",
+TEST_CASE("names are bytes: newlines / high bytes / spaces and the longest symlink target",
           "[namespace]") {
   MountedFs m;
   const std::vector<std::string> odd = {

@@ -13,7 +13,7 @@
 
 using namespace sandfs::it;
 
-TEST_CASE("another user: allowed where the mode bits allow, EACCES/EPERM where they do not",
+TEST_CASE("another user: allowed where the mode bits allow / EACCES/EPERM where they do not",
           "[permissions]") {
   MountedFs m;
   write_file(m.path("public"), "everyone may read", 0644);
@@ -141,7 +141,7 @@ TEST_CASE("another user: allowed where the mode bits allow, EACCES/EPERM where t
         }) == ENODATA);
 }
 
-TEST_CASE("a write by another user clears setuid, and setgid on a group-executable file",
+TEST_CASE("a write by another user clears setuid / and setgid on a group-executable file",
           "[permissions]") {
   MountedFs m;
   write_file(m.path("suid"), "", 0644);

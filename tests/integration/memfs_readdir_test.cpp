@@ -81,7 +81,7 @@ void populate(const MountedFs& m, const std::string& dir, int n) {
 
 }  // namespace
 
-TEST_CASE("readdir of 10,000 entries returns every name exactly once with the right d_type",
+TEST_CASE("readdir of 10000 entries returns every name exactly once with the right d_type",
           "[readdir]") {
   constexpr int n = 10'000;
   MountedFs m;
@@ -159,7 +159,7 @@ TEST_CASE("seekdir to a telldir position continues from the same entry", "[readd
   CHECK(all == 1002);
 }
 
-TEST_CASE("readdir while deleting: no repeats, no misses among the entries still there",
+TEST_CASE("readdir while deleting: no repeats / no misses among the entries still there",
           "[readdir]") {
   constexpr int n = 3000;
   const std::string mode = GENERATE(as<std::string>{}, "always", "never");

@@ -212,7 +212,7 @@ TEST_CASE("a write(2) that only partly fits writes what fits and returns the sho
   CHECK(read_file(m.path("f")) == data.substr(0, kept));
 }
 
-TEST_CASE("with --writeback, ENOSPC surfaces at write or at fsync, never silently", "[space]") {
+TEST_CASE("with --writeback / ENOSPC surfaces at write or at fsync / never silently", "[space]") {
   MountedFs m({"--capacity", "1MiB", "--writeback"});
   Fd fd = OPEN(m.path("fill").c_str(), O_CREAT | O_WRONLY, 0644);
   const std::string data = pattern(6, 0, 2 * MiB);
@@ -278,7 +278,7 @@ TEST_CASE("creates fail with ENOSPC at --max-inodes and leave nothing half-made"
   CHECK_ERRNO(ENOSPC, ::mkdir(m.path("d2").c_str(), 0755));
 }
 
-TEST_CASE("fallocate allocates, KEEP_SIZE keeps the size, PUNCH_HOLE frees blocks", "[space]") {
+TEST_CASE("fallocate allocates / KEEP_SIZE keeps the size / PUNCH_HOLE frees blocks", "[space]") {
   MountedFs m({"--capacity", "64MiB"});
   Fd fd = OPEN(m.path("f").c_str(), O_CREAT | O_RDWR, 0644);
   const uint64_t free0 = free_bytes(m.dir());

@@ -74,7 +74,7 @@ TEST_CASE("creating and removing entries updates the parent directory's mtime an
 }
 
 TEST_CASE(
-    "a cross-directory rename updates both parents; link count changes update the inode's "
+    "a cross-directory rename updates both parents - link count changes update the inode's "
     "ctime",
     "[times]") {
   MountedFs m;
@@ -111,7 +111,7 @@ TEST_CASE(
   CHECK(stat_of(m.path("b")).st_nlink == 3);
 }
 
-TEST_CASE("a setgid directory passes its group on, and setgid to new subdirectories",
+TEST_CASE("a setgid directory passes its group on / and setgid to new subdirectories",
           "[times][sgid]") {
   // The group of a new entry is the server's to pick (FUSE passes the caller's gid): in a setgid
   // directory it must be the directory's group, and new subdirectories inherit the bit.

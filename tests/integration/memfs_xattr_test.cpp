@@ -43,7 +43,7 @@ int set(const std::string& path, const char* name, std::string_view value, int f
 
 }  // namespace
 
-TEST_CASE("user xattrs: set, get, size query, list, replace, remove", "[xattr]") {
+TEST_CASE("user xattrs: set / get / size query / list / replace / remove", "[xattr]") {
   MountedFs m;
   const std::string f = m.path("f");
   write_file(f, "x");
@@ -124,7 +124,7 @@ TEST_CASE("trusted xattrs are stored for root", "[xattr]") {
   CHECK(names(f).count("trusted.overlay.opaque") == 1);
 }
 
-TEST_CASE("a minimal POSIX ACL set through setxattr updates the mode bits, or is refused",
+TEST_CASE("a minimal POSIX ACL set through setxattr updates the mode bits / or is refused",
           "[xattr][acl]") {
   // Regression: `cp -a` left every copied file and directory with the restrictive mode it
   // created them with (0600/0700). cp sets the final permissions by writing a minimal

@@ -31,7 +31,7 @@ std::string mount_error(std::vector<std::string_view> args) {
 }
 }  // namespace
 
-TEST_CASE("top-level help, version and errors", "[cli]") {
+TEST_CASE("top-level help / version and errors", "[cli]") {
   CHECK(parse({"--help"}).kind == Command::Kind::help);
   CHECK(parse({"-h"}).kind == Command::Kind::help);
   CHECK(parse({"--version"}).kind == Command::Kind::version);
@@ -101,7 +101,7 @@ TEST_CASE("mount rejects bad values naming the flag", "[cli]") {
   CHECK_THAT(mount_error({"--writeback=yes", "/m"}), Catch::Contains("takes no value"));
 }
 
-TEST_CASE("mount rejects unknown flags, backends and stray arguments", "[cli]") {
+TEST_CASE("mount rejects unknown flags / backends and stray arguments", "[cli]") {
   CHECK_THAT(mount_error({"--frob", "/m"}), Catch::Contains("unknown flag '--frob'"));
   CHECK_THAT(mount_error({"-x", "/m"}), Catch::Contains("unknown flag '-x'"));
   CHECK_THAT(mount_error({"--backend", "zfs", "/m"}), Catch::Contains("unknown backend 'zfs'"));

@@ -289,7 +289,7 @@ TEST_CASE("requests before INIT are refused", "[session]") {
   CHECK(h.fs->lookups == 0);
 }
 
-TEST_CASE("malformed headers are dropped or answered EINVAL, never trusted", "[session]") {
+TEST_CASE("malformed headers are dropped or answered EINVAL / never trusted", "[session]") {
   Harness h;
   SECTION("shorter than a header: no reply") {
     std::vector<std::byte> tiny(12);
@@ -500,7 +500,7 @@ TEST_CASE("INTERRUPT reaches a request that is still running", "[session]") {
   CHECK(h.session->stats().snapshot().interrupts == 1);
 }
 
-TEST_CASE("stats count requests, errors and errnos per opcode", "[session]") {
+TEST_CASE("stats count requests / errors and errnos per opcode", "[session]") {
   Harness h;
   h.send(Msg(FUSE_LOOKUP).str("a").done());
   h.send(Msg(FUSE_LOOKUP).str("missing").done());

@@ -193,7 +193,7 @@ TEST_CASE("the steady state recycles request buffers", "[transport][server]") {
   CHECK(h.server->counters().requests == 501);
 }
 
-TEST_CASE("stop waits for requests in flight on other threads, then shuts down once",
+TEST_CASE("stop waits for requests in flight on other threads / then shuts down once",
           "[transport][server]") {
   // Thread 0 drains at once while thread 1 is still busy: thread 0 must keep running until
   // thread 1 reports, and the filesystem is destroyed only after the slow request replied.

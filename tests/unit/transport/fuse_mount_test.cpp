@@ -54,7 +54,7 @@ bool have_python() {
 
 }  // namespace
 
-TEST_CASE("kernel mount data names the fd, owner and options", "[transport][mount]") {
+TEST_CASE("kernel mount data names the fd / owner and options", "[transport][mount]") {
   MountConfig c;
   CHECK(kernel_mount_data(c, 7, 1000, 100) ==
         "fd=7,rootmode=40000,user_id=1000,group_id=100,default_permissions,allow_other");

@@ -91,7 +91,7 @@ uint64_t charged_pages_bytes(TestFs& t, InodeId dir, std::set<InodeId>& seen) {
 // lock per node that inversion cannot exist; this hammers exactly that pair, and more, on one
 // file and its directory.
 TEST_CASE(
-    "memfs: regression: concurrent write, truncate, fallocate and O_TRUNC on one file "
+    "memfs: regression: concurrent write / truncate / fallocate and O_TRUNC on one file "
     "do not deadlock",
     "[memfs][concurrency]") {
   MemFsConfig cfg;

@@ -217,7 +217,7 @@ TEST_CASE("memfs: timestamps on write and read", "[memfs][data]") {
   REQUIRE(t.release(f.ino, fh).ok());
 }
 
-TEST_CASE("memfs: killpriv on write, open and create", "[memfs][data][killpriv]") {
+TEST_CASE("memfs: killpriv on write / open and create", "[memfs][data][killpriv]") {
   TestFs t;
   auto setmode = [&](InodeId ino, uint32_t mode) {
     SetAttrIn in;

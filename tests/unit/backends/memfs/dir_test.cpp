@@ -24,7 +24,7 @@ std::vector<ListedEntry> list_in_chunks(TestFs& t, InodeId dir, size_t room) {
   return all;
 }
 
-TEST_CASE("memfs: readdir lists '.', '..' and the entries", "[memfs][dir]") {
+TEST_CASE("memfs: readdir lists '.' / '..' and the entries", "[memfs][dir]") {
   TestFs t;
   Entry d = t.mkdir_ok(root, "d");
   Entry a = t.file(d.ino, "a");
@@ -132,7 +132,7 @@ TEST_CASE("memfs: readdir offsets stay valid while entries come and go", "[memfs
   REQUIRE(run_coro(t.fs->releasedir(t.ctx, root, h->fh)).ok());
 }
 
-TEST_CASE("memfs: a directory with 10,000 entries", "[memfs][dir]") {
+TEST_CASE("memfs: a directory with 10000 entries", "[memfs][dir]") {
   TestFs t;
   Entry d = t.mkdir_ok(root, "big");
   constexpr int count = 10'000;

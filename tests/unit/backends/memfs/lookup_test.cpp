@@ -4,7 +4,7 @@
 namespace sandfs::memfs::testing {
 namespace {
 
-TEST_CASE("memfs: lookup finds files, directories and nested names", "[memfs][lookup]") {
+TEST_CASE("memfs: lookup finds files / directories and nested names", "[memfs][lookup]") {
   TestFs t;
   Entry f = t.file(root, "file");
   Entry d = t.mkdir_ok(root, "dir");
@@ -56,7 +56,7 @@ TEST_CASE("memfs: forgetting every reference of a linked file keeps it", "[memfs
   CHECK(again->ino == f.ino);
 }
 
-TEST_CASE("memfs: unlink then forget evicts; the name is gone", "[memfs][lookup]") {
+TEST_CASE("memfs: unlink then forget evicts - the name is gone", "[memfs][lookup]") {
   TestFs t;
   Entry f = t.file(root, "f");
   REQUIRE(t.unlink(root, "f").ok());

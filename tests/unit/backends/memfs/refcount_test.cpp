@@ -19,7 +19,7 @@ TEST_CASE("memfs: partial forgets keep an unlinked inode alive", "[memfs][refcou
   CHECK(t.getattr(f.ino).error() == EBADF);
 }
 
-TEST_CASE("memfs: an open handle pins an unlinked, forgotten inode", "[memfs][refcount]") {
+TEST_CASE("memfs: an open handle pins an unlinked / forgotten inode", "[memfs][refcount]") {
   TestFs t;
   Entry f = t.file_with(root, "f", "pinned");
   const HandleId h1 = t.open_ok(f.ino, O_RDONLY);

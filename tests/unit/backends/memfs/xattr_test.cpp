@@ -77,7 +77,7 @@ TEST_CASE("memfs: removexattr", "[memfs][xattr]") {
   CHECK(t.listxattr(f.ino, 0)->size == 0);
 }
 
-TEST_CASE("memfs: xattrs on directories, symlinks and special files", "[memfs][xattr]") {
+TEST_CASE("memfs: xattrs on directories / symlinks and special files", "[memfs][xattr]") {
   TestFs t;
   Entry d = t.mkdir_ok(root, "d");
   Result<Entry> l = t.symlink(root, "l", "target");
@@ -91,7 +91,7 @@ TEST_CASE("memfs: xattrs on directories, symlinks and special files", "[memfs][x
   }
 }
 
-TEST_CASE("memfs: system. xattrs (POSIX ACLs) are refused, not stored", "[memfs][xattr]") {
+TEST_CASE("memfs: system. xattrs (POSIX ACLs) are refused / not stored", "[memfs][xattr]") {
   // Regression: cp -a sets final modes through system.posix_acl_access and falls back to chmod
   // only on EOPNOTSUPP; storing the ACL opaquely left copies with their creation modes.
   TestFs t;

@@ -115,7 +115,7 @@ TEST_CASE("io::Ring preadv/pwritev move bytes and report short counts", "[io]") 
   }());
 }
 
-TEST_CASE("io::Ring fsync, fdatasync and fallocate", "[io]") {
+TEST_CASE("io::Ring fsync / fdatasync and fallocate", "[io]") {
   const Ring::Mode mode = any_mode();
   INFO("mode " << mode_name(mode));
   TempDir dir;
@@ -144,7 +144,7 @@ TEST_CASE("io::Ring fsync, fdatasync and fallocate", "[io]") {
   }());
 }
 
-TEST_CASE("io::Ring openat2, statx and close", "[io]") {
+TEST_CASE("io::Ring openat2 / statx and close", "[io]") {
   const Ring::Mode mode = any_mode();
   INFO("mode " << mode_name(mode));
   TempDir dir;
