@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "backends/memfs/memfs.hpp"
@@ -39,6 +40,8 @@ std::shared_ptr<Filesystem> make_backend(const MountCommand& c) {
       config.root_gid = ::getgid();
       return memfs::make_memfs(config);
     }
+    case Backend::passthrough:
+      throw std::runtime_error("not built into this sandfsd yet");
   }
   return nullptr;
 }
@@ -50,6 +53,14 @@ std::string describe(const MountCommand& c, const fuse_dev::FuseMount& mount,
   if (c.writeback) s += " + writeback";
   s += ", " + std::to_string(server.threads()) + (server.threads() == 1 ? " thread" : " threads") +
        ", io_uring " + (server.uses_io_uring() ? "yes" : "no (thread pool)");
+  if (c.backend == Backend::passthrough) {
+    const PassthroughOptions& p = c.passthrough;
+    s += ", root " + p.root + ", stat " + std::string(to_string(p.stat_virtualization)) +
+         ", host permissions " + std::string(to_string(p.host_permissions));
+    if (p.readonly) s += ", read-only";
+    if (p.quota_bytes) s += ", quota " + format_size(*p.quota_bytes);
+    if (p.stat_xattr) s += ", record " + *p.stat_xattr;
+  }
   if (c.capacity_bytes) s += ", capacity " + format_size(*c.capacity_bytes);
   if (c.max_inodes) s += ", max inodes " + std::to_string(*c.max_inodes);
   s += ", max_write " + format_size(c.max_write);

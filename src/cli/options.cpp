@@ -28,6 +28,18 @@ std::string quoted(std::string_view s) {
   return "'" + std::string(s) + "'";
 }
 
+// Why `name` cannot be an xattr name ("namespace.rest", at most XATTR_NAME_MAX bytes), or none.
+std::optional<std::string> bad_xattr_name(std::string_view name) {
+  constexpr size_t xattr_name_max = 255;
+  if (name.empty()) return "needs an xattr name such as user.sandfs.stat";
+  if (name.size() > xattr_name_max) return "longer than 255 bytes";
+  const size_t dot = name.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot + 1 == name.size()) {
+    return quoted(name) + " is not NAMESPACE.NAME (e.g. user.sandfs.stat)";
+  }
+  return std::nullopt;
+}
+
 // Walks the arguments of `sandfsd mount`.
 class MountParser {
  public:
@@ -61,6 +73,7 @@ class MountParser {
       if (auto err = apply(cmd, m)) return *err;
       if (cmd.kind != Command::Kind::mount) return cmd;
     }
+    if (auto err = check_backend_flags(m)) return *err;
     if (positional.empty()) return error("sandfsd mount: missing MOUNTPOINT");
     if (positional.size() > 1) {
       return error("sandfsd mount: unexpected argument " + quoted(positional[1]) +
@@ -71,6 +84,30 @@ class MountParser {
   }
 
  private:
+  // Flags that belong to one backend are refused with the other, whatever their order.
+  std::optional<Command> check_backend_flags(MountCommand& m) const {
+    const bool passthrough = m.backend == Backend::passthrough;
+    const auto& foreign = passthrough ? memfs_flags_ : passthrough_flags_;
+    if (!foreign.empty()) {
+      return error("sandfsd mount: " + std::string(foreign.front()) +
+                   " is not a flag of --backend " + std::string(to_string(m.backend)) +
+                   " (see 'sandfsd mount --help')");
+    }
+    if (!passthrough) return std::nullopt;
+    if (m.passthrough.root.empty()) {
+      return error(
+          "sandfsd mount: --backend passthrough needs --root DIR (the host directory to "
+          "serve)");
+    }
+    if (m.passthrough.stat_xattr && m.passthrough.stat_virtualization == StatVirtualization::off) {
+      return error(
+          "sandfsd mount: --stat-xattr: no record is read or written with "
+          "--stat-virtualization off");
+    }
+    if (!cache_given_) m.cache = CachePolicy::auto_;
+    return std::nullopt;
+  }
+
   std::optional<Command> fail(const std::string& what) const {
     return error("sandfsd mount: " + std::string(name_) + ": " + what);
   }
@@ -95,8 +132,17 @@ class MountParser {
       cmd.kind = Command::Kind::mount_help;
       return std::nullopt;
     }
-    if (name == "--writeback" || name == "--no-allow-other" || name == "--no-default-permissions") {
+    if (name == "--writeback" || name == "--no-allow-other" || name == "--no-default-permissions" ||
+        name == "--readonly" || name == "--follow-root-symlinks") {
       if (auto e = no_value()) return e;
+      if (name == "--readonly") {
+        m.passthrough.readonly = true;
+        passthrough_flags_.push_back(name);
+      }
+      if (name == "--follow-root-symlinks") {
+        m.passthrough.follow_root_symlinks = true;
+        passthrough_flags_.push_back(name);
+      }
       if (name == "--writeback") m.writeback = true;
       if (name == "--no-allow-other") m.allow_other = false;
       if (name == "--no-default-permissions") m.default_permissions = false;
@@ -104,7 +150,10 @@ class MountParser {
     }
     const bool takes_value = name == "--backend" || name == "--capacity" ||
                              name == "--max-inodes" || name == "--cache" || name == "--threads" ||
-                             name == "--log-level" || name == "--max-write" || name == "--ready-fd";
+                             name == "--log-level" || name == "--max-write" ||
+                             name == "--ready-fd" || name == "--root" ||
+                             name == "--stat-virtualization" || name == "--host-permissions" ||
+                             name == "--quota" || name == "--stat-xattr";
     if (!takes_value) {
       return error("sandfsd mount: unknown flag " + quoted(name) + " (see 'sandfsd mount --help')");
     }
@@ -114,25 +163,66 @@ class MountParser {
     if (name == "--backend") {
       if (value == "memfs") {
         m.backend = Backend::memfs;
-      } else if (value == "passthrough" || value == "dual") {
-        return fail("backend " + quoted(value) + " is not implemented yet (available: memfs)");
+      } else if (value == "passthrough") {
+        m.backend = Backend::passthrough;
+      } else if (value == "dual") {
+        return fail("backend " + quoted(value) +
+                    " is not implemented yet (available: memfs, passthrough)");
       } else {
-        return fail("unknown backend " + quoted(value) + " (available: memfs)");
+        return fail("unknown backend " + quoted(value) + " (available: memfs, passthrough)");
       }
+    } else if (name == "--root") {
+      if (value.empty()) return fail("needs a directory");
+      m.passthrough.root = std::string(value);
+      passthrough_flags_.push_back(name);
+    } else if (name == "--stat-virtualization") {
+      auto& out = m.passthrough.stat_virtualization;
+      if (value == "strict") {
+        out = StatVirtualization::strict;
+      } else if (value == "relaxed") {
+        out = StatVirtualization::relaxed;
+      } else if (value == "off") {
+        out = StatVirtualization::off;
+      } else {
+        return fail("unknown mode " + quoted(value) + " (strict, relaxed or off)");
+      }
+      passthrough_flags_.push_back(name);
+    } else if (name == "--host-permissions") {
+      if (value == "private") {
+        m.passthrough.host_permissions = HostPermissions::private_;
+      } else if (value == "mirror") {
+        m.passthrough.host_permissions = HostPermissions::mirror;
+      } else {
+        return fail("unknown mode " + quoted(value) + " (private or mirror)");
+      }
+      passthrough_flags_.push_back(name);
+    } else if (name == "--quota") {
+      uint64_t bytes = 0;
+      if (auto err = parse_size(value, bytes)) return fail(err.message);
+      if (bytes == 0) return fail("quota must be greater than zero");
+      m.passthrough.quota_bytes = bytes;
+      passthrough_flags_.push_back(name);
+    } else if (name == "--stat-xattr") {
+      if (auto why = bad_xattr_name(value)) return fail(*why);
+      m.passthrough.stat_xattr = std::string(value);
+      passthrough_flags_.push_back(name);
     } else if (name == "--capacity") {
       uint64_t bytes = 0;
       if (auto err = parse_size(value, bytes)) return fail(err.message);
       if (bytes == 0) return fail("capacity must be greater than zero");
       m.capacity_bytes = bytes;
+      memfs_flags_.push_back(name);
     } else if (name == "--max-inodes") {
       uint64_t n = 0;
       if (auto err = parse_count(value, n)) return fail(err.message);
       if (n == 0) return fail("must be at least 1 (the root directory counts)");
       m.max_inodes = n;
+      memfs_flags_.push_back(name);
     } else if (name == "--cache") {
       if (!parse_cache_policy(value, m.cache)) {
         return fail("unknown cache policy " + quoted(value) + " (never, auto or always)");
       }
+      cache_given_ = true;
     } else if (name == "--threads") {
       uint64_t n = 0;
       if (auto err = parse_count(value, n)) return fail(err.message);
@@ -161,6 +251,9 @@ class MountParser {
   }
 
   std::span<const std::string_view> args_;
+  std::vector<std::string_view> memfs_flags_;        // given, in order
+  std::vector<std::string_view> passthrough_flags_;  // given, in order
+  bool cache_given_ = false;
   size_t i_ = 0;
   std::string_view name_;
   std::string_view value_;
@@ -187,6 +280,30 @@ std::string_view to_string(Backend backend) {
   switch (backend) {
     case Backend::memfs:
       return "memfs";
+    case Backend::passthrough:
+      return "passthrough";
+  }
+  return "?";
+}
+
+std::string_view to_string(StatVirtualization mode) {
+  switch (mode) {
+    case StatVirtualization::strict:
+      return "strict";
+    case StatVirtualization::relaxed:
+      return "relaxed";
+    case StatVirtualization::off:
+      return "off";
+  }
+  return "?";
+}
+
+std::string_view to_string(HostPermissions mode) {
+  switch (mode) {
+    case HostPermissions::private_:
+      return "private";
+    case HostPermissions::mirror:
+      return "mirror";
   }
   return "?";
 }
@@ -228,17 +345,62 @@ until closed). A second signal exits at once.
 Backend:
   --backend NAME        the filesystem to serve (default: memfs)
                           memfs        everything in memory, lost at exit
-                          passthrough  a host directory (not implemented yet)
+                          passthrough  a host directory (--root)
                           dual         two backends overlaid (not implemented yet)
-  --capacity SIZE       memfs: most bytes of file data and xattrs (default: no
-                        limit). SIZE is bytes or a number with K, M, G or T
-                        (powers of 1024; KiB/KB/k all mean the same), e.g.
-                        64MiB, 1G, 512k. Must be greater than zero.
-  --max-inodes N        memfs: most files, directories and links, counting
-                        the root (default: no limit)
+
+memfs:
+  --capacity SIZE       most bytes of file data and xattrs (default: no limit).
+                        SIZE is bytes or a number with K, M, G or T (powers of
+                        1024; KiB/KB/k all mean the same), e.g. 64MiB, 1G,
+                        512k. Must be greater than zero.
+  --max-inodes N        most files, directories and links, counting the root
+                        (default: no limit)
+
+passthrough (serves a host directory; needs no root privileges):
+  --root DIR            the host directory to serve (required). The guest can
+                        never reach outside it: every lookup is confined to it
+                        on the host, and symlinks in it are the guest's to
+                        resolve.
+  --stat-virtualization MODE
+                        where the guest's owners, modes, file types and
+                        device numbers live (default: strict)
+                          strict   in an xattr record on each host file; the
+                                   host filesystem must support user xattrs
+                                   (checked at mount); guest symlinks, devices,
+                                   fifos and sockets are regular host files
+                          relaxed  the same record, but a host filesystem
+                                   without xattrs shows host owners and modes;
+                                   guest symlinks are real host symlinks
+                          off      no record: the guest sees host owners and
+                                   modes, chown fails with EPERM and mknod of
+                                   devices, fifos and sockets with EOPNOTSUPP
+  --host-permissions MODE
+                        how host permission bits follow the guest's
+                        (default: private)
+                          private  host files stay 0600 and directories 0700,
+                                   whatever the guest sets
+                          mirror   the guest's rwx bits of files and
+                                   directories are copied to the host (never
+                                   setuid/setgid/sticky, never owners; the
+                                   owner keeps rw / rwx). Not with
+                                   --stat-virtualization off.
+  --readonly            refuse every change with EROFS (default: read-write)
+  --quota SIZE          most bytes the guest may add to the directory beyond
+                        what it held at mount; past it writes fail with ENOSPC
+                        and statfs shows the cap (default: no quota). SIZE as
+                        for --capacity.
+  --stat-xattr NAME     the xattr that holds the ownership record (default:
+                        the backend's own name). The guest cannot read or
+                        change it. Set it to serve a tree written under
+                        another name.
+  --follow-root-symlinks
+                        follow symlinks while opening --root itself (default:
+                        a symlink anywhere in the --root path is refused, so a
+                        planted link cannot move the export elsewhere)
 
 Caching:
-  --cache POLICY        how much the kernel may cache (default: always)
+  --cache POLICY        how much the kernel may cache (default: always for
+                        memfs, auto for passthrough)
                           never   no page cache, zero timeouts
                           auto    page cache until attributes change, 1 s
                           always  keep page cache across opens, 1 hour
@@ -269,8 +431,9 @@ Serving:
 sandfsd prints one line on stderr when the mount is live:
   sandfsd: mounted memfs on /mnt (cache always, 2 threads, io_uring yes, ...)
 
-Example:
+Examples:
   sandfsd mount --backend memfs --capacity 1G --threads 2 /mnt/scratch
+  sandfsd mount --backend passthrough --root /srv/share --quota 10G /mnt/share
 )";
 }
 

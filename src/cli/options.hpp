@@ -18,13 +18,31 @@ inline constexpr int exit_ok = 0;
 inline constexpr int exit_failure = 1;  // could not mount or serve
 inline constexpr int exit_usage = 2;    // bad command line
 
-enum class Backend { memfs };
+enum class Backend { memfs, passthrough };
+
+// PassthroughFs: where the guest's owners, modes, file types and device numbers live (in an
+// xattr record on each host file, or nowhere), and how host permission bits follow the guest's.
+enum class StatVirtualization { strict, relaxed, off };
+enum class HostPermissions { private_, mirror };
+
+struct PassthroughOptions {
+  std::string root;  // --root: the host directory to serve (required)
+  StatVirtualization stat_virtualization = StatVirtualization::strict;
+  HostPermissions host_permissions = HostPermissions::private_;
+  bool readonly = false;
+  std::optional<uint64_t> quota_bytes;    // none: no quota beyond the host filesystem's
+  std::optional<std::string> stat_xattr;  // none: the backend's default record name
+  bool follow_root_symlinks = false;      // default: a symlink anywhere in --root is refused
+};
 
 struct MountCommand {
   std::string mountpoint;
   Backend backend = Backend::memfs;
   std::optional<uint64_t> capacity_bytes;  // memfs; none: unlimited
   std::optional<uint64_t> max_inodes;      // memfs; none: unlimited
+  PassthroughOptions passthrough;          // passthrough only
+  // Without --cache: always for memfs (nothing else changes its files), auto for passthrough
+  // (the host may change the directory underneath).
   CachePolicy cache = CachePolicy::always;
   bool writeback = false;
   unsigned threads = 2;
@@ -51,5 +69,7 @@ std::string usage_text();
 std::string mount_usage_text();
 std::string version_text();
 std::string_view to_string(Backend backend);
+std::string_view to_string(StatVirtualization mode);
+std::string_view to_string(HostPermissions mode);
 
 }  // namespace sandfs::cli

@@ -105,8 +105,6 @@ TEST_CASE("mount rejects unknown flags / backends and stray arguments", "[cli]")
   CHECK_THAT(mount_error({"--frob", "/m"}), Catch::Contains("unknown flag '--frob'"));
   CHECK_THAT(mount_error({"-x", "/m"}), Catch::Contains("unknown flag '-x'"));
   CHECK_THAT(mount_error({"--backend", "zfs", "/m"}), Catch::Contains("unknown backend 'zfs'"));
-  CHECK_THAT(mount_error({"--backend", "passthrough", "/m"}),
-             Catch::Contains("not implemented yet"));
   CHECK_THAT(mount_error({"--backend=dual", "/m"}), Catch::Contains("not implemented yet"));
   CHECK_THAT(mount_error({}), Catch::Contains("missing MOUNTPOINT"));
   CHECK_THAT(mount_error({"/a", "/b"}), Catch::Contains("unexpected argument '/b'"));
@@ -123,4 +121,129 @@ TEST_CASE("help texts mention every flag with its default", "[cli]") {
   CHECK_THAT(help, Catch::Contains("default: 2"));
   CHECK_THAT(help, Catch::Contains("default: always"));
   CHECK_THAT(usage_text(), Catch::Contains("mount"));
+}
+
+TEST_CASE("passthrough defaults", "[cli][passthrough]") {
+  const MountCommand m = mount_ok({"--backend", "passthrough", "--root", "/srv/share", "/mnt/p"});
+  CHECK(m.backend == Backend::passthrough);
+  CHECK(m.mountpoint == "/mnt/p");
+  CHECK(m.passthrough.root == "/srv/share");
+  CHECK(m.passthrough.stat_virtualization == StatVirtualization::strict);
+  CHECK(m.passthrough.host_permissions == HostPermissions::private_);
+  CHECK_FALSE(m.passthrough.readonly);
+  CHECK_FALSE(m.passthrough.quota_bytes);
+  CHECK_FALSE(m.passthrough.stat_xattr);
+  CHECK_FALSE(m.passthrough.follow_root_symlinks);
+  CHECK_FALSE(m.writeback);
+  // The host can change the directory underneath: no hour-long caching unless asked for.
+  CHECK(m.cache == CachePolicy::auto_);
+  CHECK(to_string(m.backend) == "passthrough");
+}
+
+TEST_CASE("passthrough flags in both spellings and any order", "[cli][passthrough]") {
+  const MountCommand m = mount_ok(
+      {"/mnt/p", "--root=/srv/a", "--stat-virtualization", "relaxed", "--host-permissions=mirror",
+       "--readonly", "--quota", "10GiB", "--stat-xattr", "user.msb.override_stat", "--cache",
+       "always", "--writeback", "--follow-root-symlinks", "--backend=passthrough"});
+  CHECK(m.passthrough.root == "/srv/a");
+  CHECK(m.passthrough.stat_virtualization == StatVirtualization::relaxed);
+  CHECK(m.passthrough.host_permissions == HostPermissions::mirror);
+  CHECK(m.passthrough.readonly);
+  CHECK(m.passthrough.quota_bytes == 10ull << 30);
+  CHECK(m.passthrough.stat_xattr == "user.msb.override_stat");
+  CHECK(m.cache == CachePolicy::always);
+  CHECK(m.writeback);
+  CHECK(m.passthrough.follow_root_symlinks);
+
+  const auto pt = [](std::vector<std::string_view> more) {
+    std::vector<std::string_view> args = {"--backend", "passthrough", "--root", "r"};
+    args.insert(args.end(), more.begin(), more.end());
+    args.push_back("/m");
+    return mount_ok(args);
+  };
+  CHECK(pt({"--stat-virtualization=off"}).passthrough.stat_virtualization ==
+        StatVirtualization::off);
+  CHECK(pt({"--stat-virtualization", "strict"}).passthrough.stat_virtualization ==
+        StatVirtualization::strict);
+  CHECK(pt({"--host-permissions", "private"}).passthrough.host_permissions ==
+        HostPermissions::private_);
+  CHECK(pt({"--cache", "never"}).cache == CachePolicy::never);
+  CHECK(pt({"--quota=512k"}).passthrough.quota_bytes == 512u * 1024);
+  CHECK(pt({"--root", "second"}).passthrough.root == "second");  // the last one wins
+  CHECK(pt({}).passthrough.root == "r");                         // relative: as given
+  CHECK(to_string(StatVirtualization::relaxed) == "relaxed");
+  CHECK(to_string(HostPermissions::mirror) == "mirror");
+  // memfs keeps its own default cache policy.
+  CHECK(mount_ok({"--backend", "memfs", "/m"}).cache == CachePolicy::always);
+}
+
+TEST_CASE("passthrough errors name the flag", "[cli][passthrough]") {
+  CHECK_THAT(mount_error({"--backend", "passthrough", "/m"}),
+             Catch::Contains("--backend passthrough needs --root DIR"));
+  CHECK_THAT(mount_error({"--backend", "passthrough", "--root", "", "/m"}),
+             Catch::Contains("--root: needs a directory"));
+  CHECK_THAT(mount_error({"--backend", "passthrough", "--root"}),
+             Catch::Contains("--root: needs a value"));
+  const auto pt_error = [](std::vector<std::string_view> more) {
+    std::vector<std::string_view> args = {"--backend", "passthrough", "--root", "/r"};
+    args.insert(args.end(), more.begin(), more.end());
+    args.push_back("/m");
+    return mount_error(args);
+  };
+  CHECK_THAT(pt_error({"--stat-virtualization", "loose"}),
+             Catch::Contains("--stat-virtualization") && Catch::Contains("'loose'") &&
+                 Catch::Contains("strict, relaxed or off"));
+  CHECK_THAT(pt_error({"--stat-virtualization", "Strict"}), Catch::Contains("'Strict'"));
+  CHECK_THAT(pt_error({"--host-permissions", "public"}), Catch::Contains("--host-permissions") &&
+                                                             Catch::Contains("'public'") &&
+                                                             Catch::Contains("private or mirror"));
+  CHECK_THAT(pt_error({"--quota", "0"}),
+             Catch::Contains("--quota") && Catch::Contains("greater than zero"));
+  CHECK_THAT(pt_error({"--quota", "lots"}), Catch::Contains("--quota"));
+  CHECK_THAT(pt_error({"--quota", "1.5G"}), Catch::Contains("not a size"));
+  CHECK_THAT(pt_error({"--cache", "sometimes"}),
+             Catch::Contains("--cache") && Catch::Contains("'sometimes'"));
+  CHECK_THAT(pt_error({"--readonly=yes"}), Catch::Contains("--readonly: takes no value"));
+  CHECK_THAT(pt_error({"--follow-root-symlinks=1"}), Catch::Contains("takes no value"));
+  CHECK_THAT(pt_error({"--stat-xattr", ""}), Catch::Contains("--stat-xattr"));
+  CHECK_THAT(pt_error({"--stat-xattr", "override"}),
+             Catch::Contains("--stat-xattr") && Catch::Contains("NAMESPACE.NAME"));
+  CHECK_THAT(pt_error({"--stat-xattr", ".x"}), Catch::Contains("NAMESPACE.NAME"));
+  CHECK_THAT(pt_error({"--stat-xattr", "user."}), Catch::Contains("NAMESPACE.NAME"));
+  CHECK_THAT(pt_error({"--stat-xattr", std::string(300, 'a')}), Catch::Contains("255"));
+  CHECK_THAT(pt_error({"--stat-virtualization", "off", "--stat-xattr", "user.x"}),
+             Catch::Contains("--stat-xattr") && Catch::Contains("off"));
+  CHECK_THAT(pt_error({"--capacity", "1G"}),
+             Catch::Contains("--capacity is not a flag of --backend passthrough"));
+  CHECK_THAT(pt_error({"--max-inodes", "10"}), Catch::Contains("--max-inodes"));
+}
+
+TEST_CASE("passthrough flags are refused with memfs", "[cli][passthrough]") {
+  for (std::vector<std::string_view> args : {std::vector<std::string_view>{"--root", "/r", "/m"},
+                                             {"--readonly", "/m"},
+                                             {"--quota", "1G", "/m"},
+                                             {"--stat-virtualization", "off", "/m"},
+                                             {"--host-permissions", "mirror", "/m"},
+                                             {"--stat-xattr", "user.x", "/m"},
+                                             {"--follow-root-symlinks", "/m"},
+                                             {"--backend", "memfs", "--readonly", "/m"}}) {
+    INFO(args.front());
+    CHECK_THAT(mount_error(args), Catch::Contains("is not a flag of --backend memfs"));
+  }
+  // Order does not matter: the backend may come last.
+  CHECK_THAT(mount_error({"--root", "/r", "/m", "--backend", "memfs"}),
+             Catch::Contains("--root is not a flag of --backend memfs"));
+}
+
+TEST_CASE("help text covers every passthrough flag with its default", "[cli][passthrough]") {
+  const std::string help = mount_usage_text();
+  for (const char* text :
+       {"--root DIR", "--stat-virtualization MODE", "default: strict", "--host-permissions MODE",
+        "default: private", "--readonly", "default: read-write", "--quota SIZE",
+        "default: no quota", "--stat-xattr NAME", "--follow-root-symlinks", "auto for passthrough",
+        "strict", "relaxed", "off", "mirror"}) {
+    INFO(text);
+    CHECK_THAT(help, Catch::Contains(text));
+  }
+  CHECK_THAT(help, !Catch::Contains("a host directory (not implemented yet)"));
 }
