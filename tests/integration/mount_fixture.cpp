@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -93,16 +94,50 @@ bool MountedFs::is_mounted(const std::string& dir) {
   return t == "fuse.sandfs" || (reference_tmpfs() && t == "tmpfs");
 }
 
-MountedFs::MountedFs(std::vector<std::string> flags) {
-  char tmpl[] = "/tmp/sandfs-it-XXXXXX";
+namespace {
+
+// The spec for the flags-only constructor: MemFs, or a passthrough of a fresh host directory
+// when SANDFS_IT_BACKEND=passthrough (the directory is returned in `host_dir`).
+MountSpec default_spec(std::vector<std::string> flags, std::string& host_dir) {
+  const char* backend = std::getenv("SANDFS_IT_BACKEND");
+  if (!backend || std::string_view(backend) != "passthrough" || reference_tmpfs()) {
+    return MountSpec{.flags = std::move(flags)};
+  }
+  char tmpl[] = "/tmp/sandfs-ptit-host-XXXXXX";
   REQUIRE(::mkdtemp(tmpl) != nullptr);
+  host_dir = tmpl;
+  ::chmod(host_dir.c_str(), 0755);
+  MountSpec spec{.backend = "passthrough", .flags = {"--root", host_dir}};
+  spec.flags.insert(spec.flags.end(), flags.begin(), flags.end());
+  return spec;
+}
+
+}  // namespace
+
+MountedFs::MountedFs(std::vector<std::string> flags) {
+  std::string host_dir;
+  MountSpec spec = default_spec(std::move(flags), host_dir);
+  host_dir_ = host_dir;
+  init(spec);
+}
+
+MountedFs::MountedFs(MountSpec spec) {
+  init(spec);
+}
+
+void MountedFs::init(const MountSpec& spec) {
+  std::string tmpl = spec.dir_prefix + "XXXXXX";
+  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
   dir_ = tmpl;
   log_ = dir_ + ".log";
   ::chmod(dir_.c_str(), 0755);
+  if (spec.mountpoint_owner) {
+    REQUIRE(::chown(dir_.c_str(), *spec.mountpoint_owner, static_cast<gid_t>(-1)) == 0);
+  }
   if (reference_tmpfs()) {
-    start_tmpfs(flags);
+    start_tmpfs(spec.flags);
   } else {
-    start(flags);
+    start(spec);
   }
 }
 
@@ -133,15 +168,16 @@ void MountedFs::start_tmpfs(const std::vector<std::string>& flags) {
   mounted_ = true;
 }
 
-void MountedFs::start(const std::vector<std::string>& flags) {
+void MountedFs::start(const MountSpec& spec) {
   REQUIRE_FALSE(sandfsd_path().empty());
   int ready[2];
   REQUIRE(::pipe2(ready, O_CLOEXEC) == 0);
   const int log_fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   REQUIRE(log_fd >= 0);
 
-  std::vector<std::string> args = {sandfsd_path(), "mount", "--backend", "memfs"};
-  args.insert(args.end(), flags.begin(), flags.end());
+  std::vector<std::string> args = spec.launcher;
+  args.insert(args.end(), {sandfsd_path(), "mount", "--backend", spec.backend});
+  args.insert(args.end(), spec.flags.begin(), spec.flags.end());
   // The child's copy of the pipe's write end is dup()ed, which drops O_CLOEXEC; fd numbers are
   // the same after fork, so the number can be put on the command line now.
   const int parent_pid = ::getpid();
@@ -266,7 +302,14 @@ void MountedFs::unmount() {
 
 void MountedFs::cleanup_files() {
   if (dir_.empty()) return;
-  if (!is_mounted(dir_)) ::rmdir(dir_.c_str());
+  if (!is_mounted(dir_)) {
+    ::rmdir(dir_.c_str());
+    if (!host_dir_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(host_dir_, ec);
+      host_dir_.clear();
+    }
+  }
   const char* keep = std::getenv("SANDFS_IT_KEEP_LOGS");
   if (!(keep && *keep == '1')) ::unlink(log_.c_str());
 }

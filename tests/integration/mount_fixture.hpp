@@ -1,11 +1,17 @@
-// MountedFs: one sandfsd MemFs mount through the real kernel, for one test case.
+// MountedFs: one sandfsd mount through the real kernel, for one test case.
 //
-// The constructor makes a fresh mountpoint /tmp/sandfs-it-XXXXXX, starts `sandfsd mount --backend
-// memfs <flags> MOUNTPOINT` with its output in MOUNTPOINT.log, and returns once the kernel has the
+// The constructor makes a fresh mountpoint /tmp/sandfs-it-XXXXXX (MountSpec::dir_prefix), starts
+// `sandfsd mount --backend memfs <flags> MOUNTPOINT` (or the backend, flags and launcher of a
+// MountSpec) with its output in MOUNTPOINT.log, and returns once the kernel has the
 // mount (the server wrote "ready" on --ready-fd, or /proc/self/mountinfo shows fuse.sandfs there).
 // unmount() (also run by the destructor) unmounts with umount(2), waits for the server, CHECKs that
 // it exited 0 and removes the mountpoint. The server gets SIGTERM if the test process dies first
 // (PR_SET_PDEATHSIG), so a killed test does not leave a mount behind.
+//
+// With SANDFS_IT_BACKEND=passthrough, the MemFs tests' mounts (the flags-only constructor) serve
+// a fresh host directory /tmp/sandfs-ptit-host-XXXXXX with `--backend passthrough --root DIR`
+// instead, removed after the unmount: CTest runs the backend-neutral MemFs tests that way too
+// (posix_on_passthrough/).
 //
 // Developer aid: with SANDFS_IT_REFERENCE=tmpfs the same tests run against a tmpfs mount instead
 // (--capacity becomes size=, --max-inodes nr_inodes=, the other flags are ignored), which is how
@@ -15,6 +21,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,10 +34,27 @@ std::string& sandfsd_path();
 // True when the tests run against tmpfs (SANDFS_IT_REFERENCE=tmpfs) rather than sandfsd.
 bool reference_tmpfs();
 
+// What to mount and how to start the server.
+struct MountSpec {
+  std::string backend = "memfs";
+  // Between `mount --backend NAME` and the mountpoint, e.g. {"--capacity", "1MiB"}.
+  std::vector<std::string> flags;
+  // Runs the server through another program, e.g. {"/usr/bin/setpriv", "--reuid=65534", ...,
+  // "--"}: sandfsd then mounts as that user (through fusermount3).
+  std::vector<std::string> launcher;
+  // The mountpoint is a fresh mkdtemp(dir_prefix + "XXXXXX").
+  std::string dir_prefix = "/tmp/sandfs-it-";
+  // chown the mountpoint to this user first (fusermount3 requires the mounting user to be able to
+  // write it).
+  std::optional<uid_t> mountpoint_owner;
+};
+
 class MountedFs {
  public:
-  // `flags` go between `mount --backend memfs` and the mountpoint, e.g. {"--capacity", "1MiB"}.
+  // `flags` go between `mount --backend memfs` and the mountpoint, e.g. {"--capacity", "1MiB"}
+  // (see SANDFS_IT_BACKEND above).
   explicit MountedFs(std::vector<std::string> flags = {});
+  explicit MountedFs(MountSpec spec);
   ~MountedFs();
   MountedFs(const MountedFs&) = delete;
   MountedFs& operator=(const MountedFs&) = delete;
@@ -55,13 +79,15 @@ class MountedFs {
   std::string log_tail() const;
 
  private:
-  void start(const std::vector<std::string>& flags);
+  void init(const MountSpec& spec);
+  void start(const MountSpec& spec);
   void start_tmpfs(const std::vector<std::string>& flags);
   int wait_server(int timeout_ms);
   void cleanup_files();
 
   std::string dir_;
   std::string log_;
+  std::string host_dir_;  // SANDFS_IT_BACKEND=passthrough: the served host directory
   pid_t pid_ = -1;
   bool mounted_ = false;
 };

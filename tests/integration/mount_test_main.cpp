@@ -1,6 +1,7 @@
-// Entry point of the MemFs mount tests. They need root (mount(2), chown, other users' views) and
-// /dev/fuse; without either the run exits 77, which CTest reports as skipped (SKIP_RETURN_CODE).
-// Listing the tests (CTest discovery at build time) works everywhere.
+// Entry point of the mount tests (memfs_mount_test, passthrough_mount_test). They need root
+// (mount(2), chown, other users' views) and /dev/fuse; without either the run exits 77, which
+// CTest reports as skipped (SKIP_RETURN_CODE). Listing the tests (CTest discovery at build time)
+// works everywhere.
 //
 //   memfs_mount_test --sandfsd PATH [catch2 arguments...]     (or SANDFSD=PATH in the environment)
 #define CATCH_CONFIG_RUNNER
