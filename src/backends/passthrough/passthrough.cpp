@@ -1,0 +1,299 @@
+// PassthroughFs construction, negotiation, and the helpers every operation file shares.
+#include "backends/passthrough/passthrough.hpp"
+
+#include <fcntl.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/this_coro.hpp>
+
+#include "backends/passthrough/host_calls.hpp"
+#include "core/io/ring.hpp"
+#include "core/protocol/fuse_kernel.hpp"
+
+namespace sandfs::passthrough {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+std::chrono::nanoseconds policy_timeout(CachePolicy policy) {
+  switch (policy) {
+    case CachePolicy::never:
+      return 0s;
+    case CachePolicy::auto_:
+      return 1s;
+    case CachePolicy::always:
+      return 1h;
+  }
+  return 0s;
+}
+
+constexpr unsigned stat_mask = STATX_BASIC_STATS | STATX_MNT_ID | STATX_BTIME;
+
+// The kernel's new_encode_dev(): the u32 dev_t FUSE carries.
+uint32_t encode_dev(uint32_t major, uint32_t minor) {
+  return (minor & 0xff) | (major << 8) | ((minor & ~0xffu) << 12);
+}
+
+}  // namespace
+
+PassthroughFs::PassthroughFs(PassthroughConfig config, int root_fd, int proc_fd_dir,
+                             const struct statx& root_stx, uint32_t process_umask)
+    : config_(std::move(config)),
+      policy_{config_.stat_virtualization, config_.host_permissions},
+      entry_timeout_(config_.entry_timeout.value_or(policy_timeout(config_.cache))),
+      attr_timeout_(config_.attr_timeout.value_or(policy_timeout(config_.cache))),
+      proc_fd_dir_(proc_fd_dir),
+      process_umask_(process_umask),
+      privileged_(::geteuid() == 0),
+      store_(adopt_fd(root_fd), root_stx, config_.max_cached_fds) {
+  if (config_.quota_bytes) quota_ = std::make_unique<Quota>(*config_.quota_bytes);
+}
+
+PassthroughFs::~PassthroughFs() {
+  files_.clear();
+  dirs_.clear();
+  if (proc_fd_dir_ >= 0) ::close(proc_fd_dir_);
+}
+
+std::optional<uint64_t> PassthroughFs::quota_used() const {
+  if (!quota_) return std::nullopt;
+  return quota_->used();
+}
+
+Capabilities PassthroughFs::capabilities() const {
+  Capabilities caps;
+  caps.writeback_cache = config_.writeback;
+  caps.readdirplus = true;
+  caps.handle_killpriv_v2 = true;
+  caps.atomic_o_trunc = true;
+  caps.cache_symlinks = config_.cache != CachePolicy::never;
+  caps.export_support = false;
+  caps.posix_acl = false;
+  return caps;
+}
+
+Task<Status> PassthroughFs::init(const SessionParams& params) {
+  writeback_.store(params.writeback_cache && config_.writeback, std::memory_order_relaxed);
+  if (quota_ && !quota_->ready()) {
+    // Counted in the background on this thread's ring; operations that need a charge wait.
+    auto executor = co_await boost::asio::this_coro::executor;
+    boost::asio::co_spawn(executor, measure_tree(shared_from_this()), boost::asio::detached);
+  }
+  co_return ok_status();
+}
+
+Task<void> PassthroughFs::destroy() {
+  stopping_.store(true, std::memory_order_relaxed);
+  files_.clear();
+  dirs_.clear();
+  co_return;
+}
+
+// ---- helpers ----
+
+Result<std::shared_ptr<Inode>> PassthroughFs::inode_of(InodeId ino) const {
+  std::shared_ptr<Inode> n = store_.find(ino);
+  if (!n) return Errno{EBADF};
+  return n;
+}
+
+Result<std::shared_ptr<FileHandle>> PassthroughFs::file_handle(HandleId fh, InodeId ino) const {
+  std::shared_ptr<FileHandle> h = files_.find(fh);
+  // A guest may pair a valid handle with another inode; trust neither alone.
+  if (!h || h->inode->id != ino) return Errno{EBADF};
+  return h;
+}
+
+Result<std::shared_ptr<DirHandle>> PassthroughFs::dir_handle(HandleId fh, InodeId ino) const {
+  std::shared_ptr<DirHandle> h = dirs_.find(fh);
+  if (!h || h->inode->id != ino) return Errno{EBADF};
+  return h;
+}
+
+Task<Result<struct statx>> PassthroughFs::stat_fd(int fd) {
+  co_return co_await io::Ring::current().statx(
+      fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, stat_mask);
+}
+
+Task<Result<struct statx>> PassthroughFs::stat_at(int dirfd, const char* name) {
+  co_return co_await io::Ring::current().statx(
+      dirfd, name, AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, stat_mask);
+}
+
+long PassthroughFs::read_record_raw(const HostFd& fd, char (&buf)[record_read_buffer]) const {
+  return host::getxattrat(proc_fd_dir_, fd.proc_name(), 0, config_.stat_xattr.c_str(), buf,
+                          sizeof buf);
+}
+
+RecordCache PassthroughFs::make_record_cache(long n, const char (&buf)[record_read_buffer],
+                                             uint32_t host_type, const Timespec& ctime) const {
+  RecordCache rc;
+  rc.ctime = ctime;
+  Result<std::optional<Record>> r =
+      classify_record_read(n, std::span<const char>(buf, sizeof buf), policy_.strict());
+  if (!r) {
+    rc.state = RecordCache::State::corrupt;
+    rc.error = r.error();
+    return rc;
+  }
+  if (!*r) {
+    rc.state = RecordCache::State::absent;
+    return rc;
+  }
+  if (!record_fits(**r, host_type)) {
+    rc.state = RecordCache::State::corrupt;
+    rc.error = EIO;
+    return rc;
+  }
+  rc.state = RecordCache::State::present;
+  rc.record = **r;
+  return rc;
+}
+
+Task<Result<RecordCache>> PassthroughFs::record_of(Inode& n, const HostFd& fd,
+                                                   const struct statx& stx) {
+  const uint32_t type = stx.stx_mode & S_IFMT;
+  if (!policy_.records() || (type != S_IFREG && type != S_IFDIR)) {
+    RecordCache none;
+    none.state = RecordCache::State::absent;
+    co_return none;
+  }
+  const Timespec ctime = ctime_of(stx);
+  {
+    std::lock_guard lock(n.mu);
+    if (n.record.valid_for(ctime)) {
+      if (n.record.state == RecordCache::State::corrupt) co_return Errno{n.record.error};
+      co_return n.record;
+    }
+  }
+  char buf[record_read_buffer];
+  Result<long> raw =
+      co_await io::Ring::current().run_blocking([&]() -> long { return read_record_raw(fd, buf); });
+  const long count = raw.ok() ? *raw : -static_cast<long>(raw.error());
+  RecordCache rc = make_record_cache(count, buf, type, ctime);
+  // Transient errors (EACCES, ENOMEM, ...) are not cached; corrupt and absent records are.
+  if (rc.state != RecordCache::State::corrupt || rc.error == EIO) {
+    std::lock_guard lock(n.mu);
+    n.record = rc;
+  }
+  if (rc.state == RecordCache::State::corrupt) co_return Errno{rc.error};
+  co_return rc;
+}
+
+Task<Status> PassthroughFs::write_record(const HostFd& fd, const Record& r) {
+  const std::array<char, record_size> bytes = encode_record(r);
+  Result<long> res = co_await io::Ring::current().run_blocking([&]() -> long {
+    return host::setxattrat(proc_fd_dir_, fd.proc_name(), 0, config_.stat_xattr.c_str(),
+                            bytes.data(), bytes.size(), 0);
+  });
+  if (!res) co_return Errno{res.error()};
+  co_return ok_status();
+}
+
+void PassthroughFs::set_record(Inode& n, const Record& r, const struct statx& stx) {
+  std::lock_guard lock(n.mu);
+  n.record.state = RecordCache::State::present;
+  n.record.record = r;
+  n.record.ctime = ctime_of(stx);
+  n.record.error = 0;
+}
+
+PassthroughFs::GuestView PassthroughFs::view_of(const struct statx& stx,
+                                                const RecordCache& rc) const {
+  GuestView v;
+  if (rc.state == RecordCache::State::present) {
+    const uint32_t host_type = stx.stx_mode & S_IFMT;
+    v.mode = host_type == S_IFDIR ? S_IFDIR | (rc.record.mode & 07777) : rc.record.mode;
+    v.uid = rc.record.uid;
+    v.gid = rc.record.gid;
+    const uint32_t type = v.mode & S_IFMT;
+    v.rdev = (type == S_IFCHR || type == S_IFBLK) ? rc.record.rdev : 0;
+    return v;
+  }
+  v.mode = stx.stx_mode;
+  v.uid = stx.stx_uid;
+  v.gid = stx.stx_gid;
+  v.rdev = encode_dev(stx.stx_rdev_major, stx.stx_rdev_minor);
+  return v;
+}
+
+Attr PassthroughFs::attr_of(const Inode& n, const struct statx& stx, const RecordCache& rc) const {
+  Attr a;
+  a.ino = n.id;
+  a.size = stx.stx_size;
+  a.blocks = stx.stx_blocks;
+  a.atime = Timespec{stx.stx_atime.tv_sec, stx.stx_atime.tv_nsec};
+  a.mtime = Timespec{stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec};
+  a.ctime = Timespec{stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec};
+  a.nlink = stx.stx_nlink;
+  a.blksize = stx.stx_blksize;
+  const GuestView v = view_of(stx, rc);
+  a.mode = v.mode;
+  a.uid = v.uid;
+  a.gid = v.gid;
+  a.rdev = v.rdev;
+  return a;
+}
+
+Entry PassthroughFs::entry_of(const Inode& n, const struct statx& stx,
+                              const RecordCache& rc) const {
+  Entry e;
+  e.ino = n.id;
+  e.generation = n.generation;
+  e.attr = attr_of(n, stx, rc);
+  e.entry_timeout = entry_timeout_;
+  e.attr_timeout = attr_timeout_;
+  return e;
+}
+
+Task<Result<Attr>> PassthroughFs::fresh_attr(const std::shared_ptr<Inode>& n, const SharedFd& fd,
+                                             struct statx* stx_out, GuestView* view_out) {
+  Result<struct statx> stx = co_await stat_fd(fd->get());
+  if (!stx) co_return Errno{stx.error()};
+  Result<RecordCache> rc = co_await record_of(*n, *fd, *stx);
+  if (!rc) co_return Errno{rc.error()};
+  if (stx_out != nullptr) *stx_out = *stx;
+  if (view_out != nullptr) *view_out = view_of(*stx, *rc);
+  co_return attr_of(*n, *stx, *rc);
+}
+
+uint32_t PassthroughFs::open_reply_flags(bool dir) const {
+  switch (config_.cache) {
+    case CachePolicy::never:
+      return fuse::FOPEN_DIRECT_IO;
+    case CachePolicy::auto_:
+      return 0;
+    case CachePolicy::always:
+      return dir ? fuse::FOPEN_CACHE_DIR : fuse::FOPEN_KEEP_CACHE;
+  }
+  return 0;
+}
+
+uint32_t PassthroughFs::host_open_flags(uint32_t guest_flags) const {
+  // Only flags that mean something for an fd we read and write positionally. Dropped on purpose:
+  // O_CREAT/O_EXCL (creation is create()'s business), O_NOFOLLOW/O_DIRECTORY/O_PATH (the object
+  // is already resolved), O_DIRECT (transport buffers need not be aligned; the guest kernel
+  // already bypasses its cache), O_NOATIME (EPERM on files the server does not own), O_NOCTTY,
+  // O_ASYNC, FMODE_EXEC (0x20) and anything unknown.
+  uint32_t flags = guest_flags & (O_ACCMODE | O_APPEND | O_TRUNC | O_DSYNC | O_SYNC | O_NONBLOCK);
+  if ((flags & O_ACCMODE) == O_ACCMODE) flags &= ~static_cast<uint32_t>(O_ACCMODE);  // "no access"
+  if (writeback_.load(std::memory_order_relaxed)) {
+    // With a writeback cache the kernel reads pages back to fill partial writes, and computes
+    // append offsets itself from its own idea of the size.
+    if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+    flags &= ~static_cast<uint32_t>(O_APPEND);
+  }
+  return flags;
+}
+
+// ---- forget ----
+
+void PassthroughFs::forget(InodeId ino, uint64_t nlookup) {
+  store_.forget(ino, nlookup);
+}
+
+}  // namespace sandfs::passthrough
