@@ -129,6 +129,15 @@ struct Entry {
 struct OpenReply {
   HandleId fh = 0;
   uint32_t open_flags = 0;  // fuse::FOPEN_*
+  // Kernel FUSE passthrough (files only; ignored for opendir). A host fd, owned by the backend
+  // and kept open until release() of this handle, on the regular host file whose bytes this
+  // handle serves. When SessionParams::passthrough is true the Session registers it with the
+  // kernel, which then reads, writes and mmaps this handle directly on the host file: no read()
+  // or write() call reaches the backend for it. -1: serve this handle's data through read() and
+  // write() as usual. See "Kernel passthrough" above Capabilities for what the backend gives up.
+  // The fd may be O_RDONLY or O_PATH: the kernel opens its own file on the same path with the
+  // guest's open flags and the server's credentials.
+  int backing_fd = -1;
 };
 
 struct CreateReply {
@@ -188,6 +197,32 @@ class DirPlusSink {
                    uint64_t next_offset) = 0;
 };
 
+// ## Kernel passthrough
+// A backend that serves host files (PassthroughFs) sets Capabilities::passthrough. The Session
+// then asks the kernel for FUSE_PASSTHROUGH when the transport can register host fds with the
+// kernel (/dev/fuse can, as root with CAP_SYS_ADMIN; vhost-user cannot), the kernel offers it,
+// and FUSE_WRITEBACK_CACHE is not negotiated (the kernel refuses the two together; writeback
+// wins, because it is an explicit mount option and helps every file, not only host-backed ones).
+// SessionParams::passthrough says what was agreed. Only then should open/create return a
+// backing_fd, and only for handles where the backend is fine with being bypassed:
+// * The kernel does the handle's reads AND writes itself, as the server's credentials, on the
+//   host file. The backend sees no WRITE: no quota accounting, no clearing of guest-visible
+//   suid/sgid/caps on write (killpriv), no write-time checks of any kind. A backend that needs
+//   those should offer a backing fd only for opens that cannot write (O_RDONLY without O_TRUNC).
+// * The file's size and mtime as the guest sees them change without a setattr; getattr must
+//   report the host file's size (stat it, do not cache it).
+// * The kernel allows one host file per inode at a time, and all concurrent opens of an inode
+//   must agree: while one open of an inode is in passthrough mode, an open of the same inode
+//   that the backend answers without a backing fd (or with an fd on a different host file)
+//   fails in the kernel with EIO. The reverse is handled: an open with a backing fd while the
+//   inode is open in the ordinary (cached) mode is served the ordinary way. So a backend that
+//   offers backing fds only for read-only opens makes writers fail while a reader holds the
+//   file open; one that can live without seeing writes should offer them for every open.
+// * Registration may still fail (no CAP_SYS_ADMIN, a backing file on a stacked filesystem, ...);
+//   the Session then serves the handle the ordinary way, so read()/write() must keep working.
+// The Session keeps one kernel backing id per inode while any passthrough handle of it is open
+// and drops it when the last one is released; the backend only manages its own fds.
+
 // What a backend can do; the Session intersects this with what the kernel offers at FUSE_INIT.
 struct Capabilities {
   bool writeback_cache = false;     // kernel page cache buffers writes (FUSE_WRITEBACK_CACHE)
@@ -198,6 +233,8 @@ struct Capabilities {
   bool posix_acl = false;
   bool export_support = false;  // lookup of "." and ".." is supported
   bool direct_io_allow_mmap = true;
+  // The backend can hand out host fds for kernel passthrough (OpenReply::backing_fd).
+  bool passthrough = false;
 };
 
 // What the Session agreed with the kernel, told to the backend once before any other request.
@@ -207,6 +244,9 @@ struct SessionParams {
   bool dont_mask = false;  // umask arrives separately and the backend applies it
   uint32_t proto_minor = 0;
   uint32_t max_write = 0;
+  // FUSE_PASSTHROUGH was agreed: backing fds returned by open/create will be used (unless the
+  // kernel later refuses to register one, in which case the handle is served normally).
+  bool passthrough = false;
 };
 
 class Filesystem {

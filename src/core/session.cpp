@@ -8,6 +8,7 @@
 
 #include <boost/container/small_vector.hpp>
 
+#include "core/backing_table.hpp"
 #include "core/log.hpp"
 #include "core/protocol/decoder.hpp"
 #include "core/protocol/encoder.hpp"
@@ -132,6 +133,9 @@ struct Session::Dispatch {
     reply_ok();
   }
   void reply_entry(const Entry& e) { reply_struct(to_entry_out(e)); }
+  // The fuse_open_out for a file or directory handle the backend opened, with passthrough
+  // decided and registered when it was agreed.
+  fuse_open_out open_out(InodeId ino, const OpenReply& r, bool dir);
 
   // Reads a fixed-size argument or answers EINVAL.
   template <class T>
@@ -416,6 +420,19 @@ Task<void> Session::Dispatch::op_init(ArgReader& r) {
   if (caps.posix_acl) wanted |= FUSE_POSIX_ACL;
   if (caps.export_support) wanted |= FUSE_EXPORT_SUPPORT;
   if (caps.direct_io_allow_mmap) wanted |= FUSE_DIRECT_IO_ALLOW_MMAP;
+  // Kernel passthrough: the kernel ignores FUSE_PASSTHROUGH next to FUSE_WRITEBACK_CACHE (and
+  // then refuses every backing file), so only one of them is asked for. Writeback wins: it is
+  // an explicit mount option, and it helps every file rather than only host-backed ones.
+  if (caps.passthrough && s.options_.passthrough && ch.supports_backing() &&
+      (offered & FUSE_PASSTHROUGH)) {
+    if (wanted & offered & FUSE_WRITEBACK_CACHE) {
+      SANDFS_LOG(info) << s.options_.name
+                       << ": kernel passthrough not requested: the writeback cache is on, and "
+                          "the kernel allows only one of the two";
+    } else {
+      wanted |= FUSE_PASSTHROUGH;
+    }
+  }
   const uint64_t agreed = offered & wanted;
 
   uint32_t max_write = s.options_.max_write;
@@ -427,6 +444,7 @@ Task<void> Session::Dispatch::op_init(ArgReader& r) {
   params.dont_mask = (agreed & FUSE_DONT_MASK) != 0;
   params.proto_minor = std::min(in.minor, kernel_minor_version);
   params.max_write = max_write;
+  params.passthrough = (agreed & FUSE_PASSTHROUGH) != 0;
   // The backend must be ready before the kernel sees the reply and starts sending requests.
   Status st = co_await fs().init(params);
   if (!st) co_return reply_error(st.error());
@@ -440,6 +458,14 @@ Task<void> Session::Dispatch::op_init(ArgReader& r) {
   out.max_write = max_write;
   out.time_gran = 1;
   out.max_pages = static_cast<uint16_t>(max_write / page_size);
+  if (params.passthrough) {
+    // Without a stack depth the kernel silently leaves passthrough off. 1: backing files must
+    // live on an unstacked filesystem (ext4, xfs, tmpfs, ...; not overlayfs or another FUSE
+    // passthrough mount, which the kernel refuses with ELOOP), and this mount counts as one
+    // level, so overlayfs may still stack on top of it.
+    out.max_stack_depth = 1;
+    s.backing_ = std::make_unique<BackingTable>(s.options_.name, s.stats_);
+  }
 
   s.proto_minor_ = params.proto_minor;
   s.negotiated_flags_ = agreed;
@@ -447,7 +473,8 @@ Task<void> Session::Dispatch::op_init(ArgReader& r) {
   s.initialized_.store(true, std::memory_order_release);
   SANDFS_LOG(info) << s.options_.name << ": FUSE 7." << params.proto_minor
                    << " negotiated, flags 0x" << std::hex << agreed << std::dec << ", max_write "
-                   << max_write << (params.writeback_cache ? ", writeback cache" : "");
+                   << max_write << (params.writeback_cache ? ", writeback cache" : "")
+                   << (params.passthrough ? ", passthrough" : "");
   reply_struct(out);
 }
 
@@ -576,10 +603,20 @@ Task<void> Session::Dispatch::op_open(ArgReader& r, bool dir) {
                  : co_await fs().open(ctx, node(), in.flags,
                                       (in.open_flags & FUSE_OPEN_KILL_SUIDGID) != 0);
   if (!res) co_return reply_error(res.error());
+  reply_struct(open_out(node(), *res, dir));
+}
+
+fuse_open_out Session::Dispatch::open_out(InodeId ino, const OpenReply& r, bool dir) {
   fuse_open_out out{};
-  out.fh = res->fh;
-  out.open_flags = res->open_flags;
-  reply_struct(out);
+  out.fh = r.fh;
+  out.open_flags = r.open_flags & ~FOPEN_PASSTHROUGH;  // only set with a registered id
+  if (dir || !s.backing_) return out;
+  // Decided and recorded before the reply goes out: the kernel may send this handle's RELEASE
+  // as soon as it has the reply.
+  const BackingTable::Answer a = s.backing_->open(ino, r, ch);
+  out.open_flags = a.open_flags;
+  out.backing_id = a.backing_id;
+  return out;
 }
 
 Task<void> Session::Dispatch::op_create(ArgReader& r) {
@@ -596,8 +633,7 @@ Task<void> Session::Dispatch::op_create(ArgReader& r) {
   } out{};
   static_assert(sizeof out == sizeof(fuse_entry_out) + sizeof(fuse_open_out));
   out.entry = to_entry_out(res->entry);
-  out.open.fh = res->open.fh;
-  out.open.open_flags = res->open.open_flags;
+  out.open = open_out(res->entry.ino, res->open, false);
   reply_struct(out);
 }
 
@@ -642,6 +678,9 @@ Task<void> Session::Dispatch::op_write(ArgReader& r) {
 Task<void> Session::Dispatch::op_release(ArgReader& r, bool dir) {
   fuse_release_in in{};
   if (!arg(r, in)) co_return;
+  // The kernel has closed the file; its backing id, if this was the inode's last passthrough
+  // handle, is not needed any more.
+  if (!dir && s.backing_) s.backing_->release(node(), in.fh, ch);
   reply_status(dir ? co_await fs().releasedir(ctx, node(), in.fh)
                    : co_await fs().release(ctx, node(), in.fh, in.flags));
 }

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -21,6 +22,8 @@
 #include "core/stats.hpp"
 
 namespace sandfs {
+
+class BackingTable;
 
 // The transport's side of one request's reply. Lives until handle() completes.
 class ReplyChannel {
@@ -38,6 +41,27 @@ class ReplyChannel {
   // Parts may point into the payload_buffer(). Returns false if the transport could not deliver
   // (the connection is gone); the Session only counts that.
   virtual bool send(std::span<const iovec> iov) = 0;
+
+  // ---- kernel FUSE passthrough (see "Kernel passthrough" in core/filesystem.hpp) ----
+  // Backing ids belong to the connection, not to one fd or request: an id registered through
+  // one request's channel may be closed through another's.
+
+  // Whether this transport can register host fds with the kernel at all. Asked once, at
+  // FUSE_INIT: the Session asks for FUSE_PASSTHROUGH only when this is true.
+  virtual bool supports_backing() const { return false; }
+  // Registers the host fd `fd` (a regular file) with the kernel. Returns the backing id (> 0)
+  // to put in fuse_open_out, or a negative errno. The kernel keeps its own reference to the
+  // file: the caller may close `fd` afterwards. Only valid after the INIT reply was sent.
+  virtual int open_backing(int fd) {
+    (void)fd;
+    return -ENOSYS;
+  }
+  // Drops the kernel's id `id`. Files the kernel already opened with it keep their own
+  // reference. Returns 0 or a negative errno (-ENOENT: no such id).
+  virtual int close_backing(int id) {
+    (void)id;
+    return -ENOSYS;
+  }
 };
 
 struct SessionOptions {
@@ -48,6 +72,9 @@ struct SessionOptions {
   uint16_t congestion_threshold = 48;
   // Name for log lines.
   std::string name = "sandfs";
+  // Use kernel passthrough when the backend asks for it (Capabilities::passthrough) and the
+  // transport supports it. false: never (to compare with and without, or to see every READ).
+  bool passthrough = true;
 };
 
 class Session {
@@ -80,6 +107,8 @@ class Session {
   uint32_t proto_minor() const { return proto_minor_; }
   uint64_t negotiated_flags() const { return negotiated_flags_; }
   uint32_t max_write() const { return options_.max_write; }
+  // FUSE_PASSTHROUGH was agreed (valid once initialized()).
+  bool passthrough() const { return backing_ != nullptr; }
 
  private:
   struct Dispatch;
@@ -90,6 +119,8 @@ class Session {
   SessionOptions options_;
   Stats stats_;
   std::unique_ptr<InFlight> in_flight_;
+  // Set at FUSE_INIT when passthrough was agreed (before initialized_ is published).
+  std::unique_ptr<BackingTable> backing_;
   std::atomic<bool> initialized_{false};
   std::atomic<bool> destroyed_{false};
   std::atomic<bool> fs_destroyed_{false};

@@ -60,6 +60,9 @@ Stats::Snapshot Stats::snapshot() const {
   s.in_flight = in_flight_.load(relaxed);
   s.malformed = malformed_.load(relaxed);
   s.interrupts = interrupts_.load(relaxed);
+  s.passthrough_opens = passthrough_opens_.load(relaxed);
+  s.passthrough_fallbacks = passthrough_fallbacks_.load(relaxed);
+  s.backing_ids = backing_ids_.load(relaxed);
   uint64_t total = 0;
   for (size_t i = 0; i < latency_buckets; ++i) {
     s.latency_us_log2[i] = latency_[i].load(relaxed);
@@ -78,6 +81,10 @@ std::string Stats::to_text() const {
   out << "requests in flight " << s.in_flight << ", read " << s.bytes_read << " B, written "
       << s.bytes_written << " B, malformed " << s.malformed << ", latency p50<" << s.p50_us
       << "us p99<" << s.p99_us << "us\n";
+  if (s.passthrough_opens != 0 || s.passthrough_fallbacks != 0) {
+    out << "  passthrough opens " << s.passthrough_opens << ", fallbacks "
+        << s.passthrough_fallbacks << ", backing ids open " << s.backing_ids << "\n";
+  }
   for (const auto& op : s.ops) {
     out << "  " << opcode_name(op.opcode) << ": " << op.count << " (" << op.errors
         << " errors, mean " << (op.count ? op.total_ns / op.count / 1000 : 0) << " us)\n";

@@ -34,6 +34,12 @@ class Stats {
     uint64_t in_flight = 0;
     uint64_t malformed = 0;  // requests rejected by the decoder
     uint64_t interrupts = 0;
+    // Kernel passthrough: opens the kernel serves directly on a host file (no READ/WRITE reach
+    // the server for them), opens whose backend offered a host fd but were served the ordinary
+    // way, and backing ids registered with the kernel right now.
+    uint64_t passthrough_opens = 0;
+    uint64_t passthrough_fallbacks = 0;
+    uint64_t backing_ids = 0;
     std::array<uint64_t, latency_buckets> latency_us_log2{};
     // Latency percentiles in microseconds (upper bounds of the histogram bucket).
     uint64_t p50_us = 0, p90_us = 0, p99_us = 0, max_bucket_us = 0;
@@ -46,6 +52,12 @@ class Stats {
   void add_written(uint64_t n) { bytes_written_.fetch_add(n, std::memory_order_relaxed); }
   void add_malformed() { malformed_.fetch_add(1, std::memory_order_relaxed); }
   void add_interrupt() { interrupts_.fetch_add(1, std::memory_order_relaxed); }
+  void add_passthrough_open() { passthrough_opens_.fetch_add(1, std::memory_order_relaxed); }
+  void add_passthrough_fallback() {
+    passthrough_fallbacks_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void backing_id_opened() { backing_ids_.fetch_add(1, std::memory_order_relaxed); }
+  void backing_id_closed() { backing_ids_.fetch_sub(1, std::memory_order_relaxed); }
 
   Snapshot snapshot() const;
   // A short human-readable summary (one line per opcode seen).
@@ -65,6 +77,9 @@ class Stats {
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<uint64_t> malformed_{0};
   std::atomic<uint64_t> interrupts_{0};
+  std::atomic<uint64_t> passthrough_opens_{0};
+  std::atomic<uint64_t> passthrough_fallbacks_{0};
+  std::atomic<uint64_t> backing_ids_{0};
 };
 
 // Kernel name of an opcode ("LOOKUP", "READDIRPLUS", ...) or "UNKNOWN".
