@@ -1,11 +1,13 @@
 #include "transport/fuse_dev/reply_channel.hpp"
 
 #include <limits.h>
+#include <sys/ioctl.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "core/log.hpp"
+#include "core/protocol/fuse_kernel.hpp"
 
 namespace sandfs::fuse_dev {
 
@@ -41,6 +43,19 @@ bool FuseDevReplyChannel::send(std::span<const iovec> iov) {
   SANDFS_LOG(debug) << "/dev/fuse reply of " << total
                     << " bytes failed: " << (n < 0 ? std::strerror(e) : "short write");
   return false;
+}
+
+int FuseDevReplyChannel::open_backing(int fd) {
+  fuse::fuse_backing_map map{};
+  map.fd = fd;
+  const int id = ::ioctl(fd_, fuse::FUSE_DEV_IOC_BACKING_OPEN, &map);
+  return id < 0 ? -errno : id;
+}
+
+int FuseDevReplyChannel::close_backing(int id) {
+  if (id <= 0) return -EINVAL;
+  uint32_t value = static_cast<uint32_t>(id);
+  return ::ioctl(fd_, fuse::FUSE_DEV_IOC_BACKING_CLOSE, &value) == 0 ? 0 : -errno;
 }
 
 }  // namespace sandfs::fuse_dev

@@ -43,6 +43,14 @@ class FuseDevReplyChannel final : public ReplyChannel {
   IoVecs payload_buffer(size_t size) override;
   bool send(std::span<const iovec> iov) override;
 
+  // Kernel passthrough: FUSE_DEV_IOC_BACKING_OPEN / _CLOSE on this request's /dev/fuse fd. Ids
+  // belong to the connection, so any of its fds (the mount fd or a clone) will do. The kernel
+  // answers EPERM when the calling thread lacks CAP_SYS_ADMIN, when passthrough was not
+  // enabled at FUSE_INIT, and before the INIT reply; ENOTTY on anything but /dev/fuse.
+  bool supports_backing() const override { return true; }
+  int open_backing(int fd) override;
+  int close_backing(int id) override;
+
  private:
   int fd_;
   std::byte* buffer_;

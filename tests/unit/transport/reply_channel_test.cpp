@@ -2,6 +2,7 @@
 // socketpair standing in for /dev/fuse (it keeps message boundaries the same way).
 #include "transport/fuse_dev/reply_channel.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -126,5 +127,24 @@ TEST_CASE("a failed write is counted and reported", "[transport][channel]") {
   CHECK(counters.failed.get() == 1);
   CHECK(counters.sent.get() == 0);
   CHECK_FALSE(ch.send({}));  // nothing to send is a caller bug, not a crash
+  pool.release(request);
+}
+
+TEST_CASE("backing registration on an fd that is not /dev/fuse fails cleanly",
+          "[transport][channel][passthrough]") {
+  // The real ioctls are exercised against the kernel in tests/integration
+  // (kernel_passthrough_test.cpp); here: the errors a Session must be able to fall back on.
+  Pair p;
+  RequestBuffers pool(8192);
+  std::byte* request = pool.acquire();
+  ReplyCounters counters;
+  FuseDevReplyChannel ch(p.server.get(), request, pool.buffer_size(), counters);
+  CHECK(ch.supports_backing());
+  UniqueFd file(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+  REQUIRE(file);
+  CHECK(ch.open_backing(file.get()) == -ENOTTY);
+  CHECK(ch.close_backing(1) == -ENOTTY);
+  CHECK(ch.close_backing(0) == -EINVAL);
+  CHECK(counters.failed.get() == 0);
   pool.release(request);
 }
