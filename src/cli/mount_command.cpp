@@ -8,15 +8,16 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <stdexcept>
 #include <string>
 
 #include "backends/memfs/memfs.hpp"
+#include "backends/passthrough/passthrough.hpp"
 #include "core/log.hpp"
 #include "core/session.hpp"
 #include "core/units.hpp"
@@ -25,9 +26,8 @@
 
 namespace sandfs::cli {
 
-namespace {
-
-std::shared_ptr<Filesystem> make_backend(const MountCommand& c) {
+BackendOrError make_backend(const MountCommand& c) {
+  BackendOrError out;
   switch (c.backend) {
     case Backend::memfs: {
       memfs::MemFsConfig config;
@@ -38,13 +38,44 @@ std::shared_ptr<Filesystem> make_backend(const MountCommand& c) {
       // The mounting user owns the root, so a user mount (through fusermount3) is writable.
       config.root_uid = ::getuid();
       config.root_gid = ::getgid();
-      return memfs::make_memfs(config);
+      try {
+        out.fs = memfs::make_memfs(config);
+      } catch (const std::exception& e) {
+        out.error = std::string("cannot create the memfs backend: ") + e.what();
+      }
+      return out;
     }
-    case Backend::passthrough:
-      throw std::runtime_error("not built into this sandfsd yet");
+    case Backend::passthrough: {
+      const PassthroughOptions& p = c.passthrough;
+      passthrough::PassthroughConfig config;
+      config.root = p.root;
+      config.stat_virtualization = p.stat_virtualization;
+      config.host_permissions = p.host_permissions;
+      config.readonly = p.readonly;
+      config.quota_bytes = p.quota_bytes;
+      config.cache = c.cache;
+      config.writeback = c.writeback;
+      config.follow_root_symlinks = p.follow_root_symlinks;
+      if (p.stat_xattr) config.stat_xattr = *p.stat_xattr;
+      passthrough::MakeResult made = passthrough::make_passthrough(std::move(config));
+      if (made) {
+        out.fs = std::move(made.fs);
+      } else {
+        // The backend's message says what is wrong and usually names the path; one line.
+        std::string why = made.error.empty() ? std::strerror(made.err) : made.error;
+        std::replace(why.begin(), why.end(), '\n', ' ');
+        out.error = why.find(p.root) != std::string::npos
+                        ? "cannot serve --root: " + why
+                        : "cannot serve --root " + p.root + ": " + why;
+      }
+      return out;
+    }
   }
-  return nullptr;
+  out.error = "unknown backend";
+  return out;
 }
+
+namespace {
 
 std::string describe(const MountCommand& c, const fuse_dev::FuseMount& mount,
                      const fuse_dev::FuseDevServer& server) {
@@ -106,14 +137,12 @@ int run_mount(const MountCommand& c) {
     return exit_failure;
   }
 
-  std::shared_ptr<Filesystem> fs;
-  try {
-    fs = make_backend(c);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "sandfsd: cannot create the %s backend: %s\n",
-                 std::string(to_string(c.backend)).c_str(), e.what());
+  BackendOrError made = make_backend(c);
+  if (!made.fs) {
+    std::fprintf(stderr, "sandfsd: %s\n", made.error.c_str());
     return exit_failure;
   }
+  std::shared_ptr<Filesystem> fs = std::move(made.fs);
   SessionOptions session_options;
   session_options.max_write = c.max_write;
   session_options.name = c.mountpoint;

@@ -37,6 +37,7 @@ std::optional<std::string> bad_xattr_name(std::string_view name) {
   if (dot == std::string_view::npos || dot == 0 || dot + 1 == name.size()) {
     return quoted(name) + " is not NAMESPACE.NAME (e.g. user.sandfs.stat)";
   }
+  if (name.starts_with("system.")) return "system.* xattrs are the kernel's (e.g. POSIX ACLs)";
   return std::nullopt;
 }
 
@@ -176,23 +177,12 @@ class MountParser {
       m.passthrough.root = std::string(value);
       passthrough_flags_.push_back(name);
     } else if (name == "--stat-virtualization") {
-      auto& out = m.passthrough.stat_virtualization;
-      if (value == "strict") {
-        out = StatVirtualization::strict;
-      } else if (value == "relaxed") {
-        out = StatVirtualization::relaxed;
-      } else if (value == "off") {
-        out = StatVirtualization::off;
-      } else {
+      if (!passthrough::parse_stat_virtualization(value, m.passthrough.stat_virtualization)) {
         return fail("unknown mode " + quoted(value) + " (strict, relaxed or off)");
       }
       passthrough_flags_.push_back(name);
     } else if (name == "--host-permissions") {
-      if (value == "private") {
-        m.passthrough.host_permissions = HostPermissions::private_;
-      } else if (value == "mirror") {
-        m.passthrough.host_permissions = HostPermissions::mirror;
-      } else {
+      if (!passthrough::parse_host_permissions(value, m.passthrough.host_permissions)) {
         return fail("unknown mode " + quoted(value) + " (private or mirror)");
       }
       passthrough_flags_.push_back(name);
@@ -286,28 +276,6 @@ std::string_view to_string(Backend backend) {
   return "?";
 }
 
-std::string_view to_string(StatVirtualization mode) {
-  switch (mode) {
-    case StatVirtualization::strict:
-      return "strict";
-    case StatVirtualization::relaxed:
-      return "relaxed";
-    case StatVirtualization::off:
-      return "off";
-  }
-  return "?";
-}
-
-std::string_view to_string(HostPermissions mode) {
-  switch (mode) {
-    case HostPermissions::private_:
-      return "private";
-    case HostPermissions::mirror:
-      return "mirror";
-  }
-  return "?";
-}
-
 std::string version_text() {
   return std::string("sandfsd ") + SANDFS_VERSION + " (FUSE protocol " +
          std::to_string(fuse::kernel_version) + "." + std::to_string(fuse::kernel_minor_version) +
@@ -384,15 +352,18 @@ passthrough (serves a host directory; needs no root privileges):
                                    setuid/setgid/sticky, never owners; the
                                    owner keeps rw / rwx). Not with
                                    --stat-virtualization off.
-  --readonly            refuse every change with EROFS (default: read-write)
-  --quota SIZE          most bytes the guest may add to the directory beyond
-                        what it held at mount; past it writes fail with ENOSPC
-                        and statfs shows the cap (default: no quota). SIZE as
-                        for --capacity.
+  --readonly            refuse every change with EROFS and write nothing to the
+                        host, not even at mount (default: read-write)
+  --quota SIZE          cap on the bytes of regular-file data under --root
+                        (default: no quota), files that were there before the
+                        mount included. A write, truncate, fallocate or
+                        copy_file_range that does not fit fails whole with
+                        ENOSPC; statfs shows the cap and what is left. SIZE
+                        as for --capacity.
   --stat-xattr NAME     the xattr that holds the ownership record (default:
-                        the backend's own name). The guest cannot read or
-                        change it. Set it to serve a tree written under
-                        another name.
+                        user.sandfs.stat). The guest can neither read nor
+                        change it. user.msb.override_stat serves trees made
+                        by the microsandbox runtime (same record layout).
   --follow-root-symlinks
                         follow symlinks while opening --root itself (default:
                         a symlink anywhere in the --root path is refused, so a

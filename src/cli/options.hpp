@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "backends/passthrough/policy.hpp"
 #include "core/filesystem.hpp"
 #include "core/log.hpp"
 
@@ -21,9 +22,10 @@ inline constexpr int exit_usage = 2;    // bad command line
 enum class Backend { memfs, passthrough };
 
 // PassthroughFs: where the guest's owners, modes, file types and device numbers live (in an
-// xattr record on each host file, or nowhere), and how host permission bits follow the guest's.
-enum class StatVirtualization { strict, relaxed, off };
-enum class HostPermissions { private_, mirror };
+// xattr record on each host file, or nowhere), and how host permission bits follow the guest's
+// (backends/passthrough/policy.hpp).
+using passthrough::HostPermissions;
+using passthrough::StatVirtualization;
 
 struct PassthroughOptions {
   std::string root;  // --root: the host directory to serve (required)
@@ -69,7 +71,5 @@ std::string usage_text();
 std::string mount_usage_text();
 std::string version_text();
 std::string_view to_string(Backend backend);
-std::string_view to_string(StatVirtualization mode);
-std::string_view to_string(HostPermissions mode);
 
 }  // namespace sandfs::cli

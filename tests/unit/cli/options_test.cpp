@@ -211,6 +211,7 @@ TEST_CASE("passthrough errors name the flag", "[cli][passthrough]") {
   CHECK_THAT(pt_error({"--stat-xattr", ".x"}), Catch::Contains("NAMESPACE.NAME"));
   CHECK_THAT(pt_error({"--stat-xattr", "user."}), Catch::Contains("NAMESPACE.NAME"));
   CHECK_THAT(pt_error({"--stat-xattr", std::string(300, 'a')}), Catch::Contains("255"));
+  CHECK_THAT(pt_error({"--stat-xattr", "system.posix_acl_access"}), Catch::Contains("system."));
   CHECK_THAT(pt_error({"--stat-virtualization", "off", "--stat-xattr", "user.x"}),
              Catch::Contains("--stat-xattr") && Catch::Contains("off"));
   CHECK_THAT(pt_error({"--capacity", "1G"}),
