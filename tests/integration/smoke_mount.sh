@@ -2,7 +2,9 @@
 # Quick end-to-end check of `sandfsd mount` through the real kernel:
 #   1. mount memfs, wait for --ready-fd, mkdir/echo/cat/ls/cp/rm, `umount` from outside,
 #      and check the server notices (ENODEV) and exits 0;
-#   2. mount again, SIGTERM the server, and check it unmounts itself and exits 0.
+#   2. mount again, SIGTERM the server, and check it unmounts itself and exits 0;
+#   3. mount again, abort the connection through sysfs, and check the server exits 0 and the
+#      dead mount is detached.
 #
 # Usage: smoke_mount.sh PATH/TO/sandfsd     (or SANDFSD=... smoke_mount.sh)
 # Needs root and /dev/fuse; exits 77 (skipped) otherwise.
@@ -107,6 +109,21 @@ start_server "$WORK/log2"
 $T touch "$MNT/x" || fail "touch"
 kill -TERM "$PID"
 expect_exit_0 "SIGTERM"
+
+# ---- 3. an aborted connection (umount -f / sysfs abort) ends the server cleanly --------------
+# With FUSE_ABORT_ERROR the kernel reports the abort as ECONNABORTED, not ENODEV; the server must
+# stop, detach the dead mount and exit 0 rather than report a failure.
+start_server "$WORK/log3"
+$T touch "$MNT/y" || fail "touch"
+if ! grep -q " /sys/fs/fuse/connections fusectl " /proc/mounts; then
+  mount -t fusectl fusectl /sys/fs/fuse/connections || fail "cannot mount fusectl"
+fi
+dev=$(stat -c %d "$MNT")
+conn=$(( (dev & 0xff) | ((dev >> 12) & 0xfff00) ))
+[ -w "/sys/fs/fuse/connections/$conn/abort" ] || fail "no abort file for connection $conn"
+echo 1 >"/sys/fs/fuse/connections/$conn/abort"
+expect_exit_0 "a connection abort"
+grep -q "connection aborted" "$WORK/log3" || fail "no 'connection aborted' in the server log"
 
 echo "PASS: smoke_mount"
 exit 0

@@ -40,6 +40,8 @@ const char* to_string(FuseDevServer::StopReason reason) {
       return "destroyed";
     case FuseDevServer::StopReason::requested:
       return "stop requested";
+    case FuseDevServer::StopReason::aborted:
+      return "connection aborted";
     case FuseDevServer::StopReason::failed:
       return "failed";
   }
@@ -170,6 +172,12 @@ class FuseDevServer::Worker {
         // Unmounted (umount, fusermount3 -u, or our own signal handler): the normal end.
         SANDFS_LOG(debug) << "fuse thread " << index_ << ": /dev/fuse closed by the kernel";
         server_.request_stop(StopReason::unmounted);
+        break;
+      }
+      if (e == ECONNABORTED) {
+        // FUSE_ABORT_ERROR makes an aborted connection read as ECONNABORTED, not ENODEV.
+        SANDFS_LOG(warn) << "fuse thread " << index_ << ": the kernel aborted the connection";
+        server_.request_stop(StopReason::aborted);
         break;
       }
       SANDFS_LOG(error) << "fuse thread " << index_

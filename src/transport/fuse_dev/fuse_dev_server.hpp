@@ -49,6 +49,8 @@ class FuseDevServer {
   enum class StopReason {
     running,
     unmounted,  // a read returned ENODEV: the filesystem is gone (normal end)
+    aborted,    // a read returned ECONNABORTED: someone aborted the connection (umount -f,
+                // /sys/fs/fuse/connections/N/abort); the dead mount is still there
     destroyed,  // the Session handled FUSE_DESTROY
     requested,  // stop() was called
     failed,     // an unexpected read error
