@@ -81,9 +81,14 @@ Task<void> PassthroughFs::measure_tree(std::shared_ptr<PassthroughFs> self) {
   while (!pending.empty() && !self->stopping_.load(std::memory_order_relaxed)) {
     const std::string path = std::move(pending.back());
     pending.pop_back();
-    Result<SharedFd> dir =
-        path.empty() ? co_await reopen(self->proc_fd_dir_, *root_fd, O_RDONLY | O_DIRECTORY)
-                     : co_await open_beneath(root_fd->get(), path.c_str(), O_RDONLY | O_DIRECTORY);
+    // Two statements: GCC 12 mishandles co_await in both arms of ?: (the result is destroyed
+    // twice, closing the fd under the scan).
+    Result<SharedFd> dir = Errno{ENOENT};
+    if (path.empty()) {
+      dir = co_await reopen(self->proc_fd_dir_, *root_fd, O_RDONLY | O_DIRECTORY);
+    } else {
+      dir = co_await open_beneath(root_fd->get(), path.c_str(), O_RDONLY | O_DIRECTORY);
+    }
     if (!dir) continue;
     DirScan found;
     const int fd = (*dir)->get();
