@@ -24,6 +24,18 @@ constexpr size_t symlink_max = 4095;  // PATH_MAX with its NUL
 
 Task<Result<PassthroughFs::GuestView>> PassthroughFs::view_now(const std::shared_ptr<Inode>& n,
                                                                const HostFd& fd) {
+  // What the guest last saw is good enough to inherit a group from: no syscall when known.
+  {
+    std::lock_guard lock(n->mu);
+    const RecordCache& rc = n->record;
+    if (rc.state == RecordCache::State::present || rc.state == RecordCache::State::absent) {
+      struct statx host {};
+      host.stx_mode = static_cast<uint16_t>(rc.host_mode);
+      host.stx_uid = rc.host_uid;
+      host.stx_gid = rc.host_gid;
+      co_return view_of(host, rc);
+    }
+  }
   Result<struct statx> stx = co_await stat_fd(fd.get());
   if (!stx) co_return Errno{stx.error()};
   Result<RecordCache> rc = co_await record_of(*n, fd, *stx);
@@ -78,7 +90,7 @@ Task<Result<Entry>> PassthroughFs::enter_new(const std::shared_ptr<Inode>& paren
   Result<struct statx> stx = co_await stat_fd(opath->get());
   if (!stx) co_return Errno{stx.error()};
   RecordCache rc;
-  rc.ctime = ctime_of(*stx);
+  rc.note_host(*stx);
   rc.state = rec ? RecordCache::State::present : RecordCache::State::absent;
   if (rec) rc.record = *rec;
   // Off mode, or a relaxed create without xattr support, caches "absent"; fine: it is.

@@ -27,6 +27,12 @@
 #include <cstring>
 #include <vector>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "backends/passthrough/confinement.hpp"
 #include "backends/passthrough/host_calls.hpp"
 #include "backends/passthrough/passthrough.hpp"
@@ -188,6 +194,25 @@ Task<Status> PassthroughFs::readdir(const RequestContext&, InodeId ino, HandleId
   }
 }
 
+Task<void> PassthroughFs::probe_all(const std::shared_ptr<Inode>& dir, const HostFd& dir_fd,
+                                    std::span<Probe> probes) {
+  // All at once: io_uring punts statx to its workers, so one at a time would pay a worker
+  // wake-up per entry; together they overlap and their completions arrive in batches.
+  auto executor = co_await boost::asio::this_coro::executor;
+  boost::asio::steady_timer all_done(executor, boost::asio::steady_timer::time_point::max());
+  size_t left = probes.size();
+  for (Probe& p : probes) {
+    boost::asio::co_spawn(executor, probe_child(dir, dir_fd, p), [&](std::exception_ptr e) {
+      if (e) p.error = ENOMEM;  // only allocation can throw in there
+      if (--left == 0) all_done.cancel();
+    });
+  }
+  if (left > 0) {
+    boost::system::error_code ignored;
+    co_await all_done.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ignored));
+  }
+}
+
 Task<Status> PassthroughFs::readdirplus(const RequestContext&, InodeId ino, HandleId fh,
                                         uint64_t offset, DirPlusSink& sink) {
   Result<std::shared_ptr<DirHandle>> found = dir_handle(fh, ino);
@@ -248,8 +273,7 @@ Task<Status> PassthroughFs::readdirplus(const RequestContext&, InodeId ino, Hand
       p.host_dtype = e.dtype;
       p.host_ino = e.host_ino;
     }
-    for (Probe& p : probes)
-      co_await probe_child(dir, **dir_fd, p);
+    co_await probe_all(dir, **dir_fd, probes);
     co_await read_records(probes);
 
     for (Probe& p : probes) {

@@ -94,6 +94,17 @@ struct RecordCache {
   Record record;
   Timespec ctime;  // host ctime when it was read
   int error = 0;   // for corrupt: the errno to answer
+  // The host's own mode and owner at that time: what the guest sees when there is no record.
+  uint32_t host_mode = 0;
+  uint32_t host_uid = 0;
+  uint32_t host_gid = 0;
+
+  void note_host(const struct statx& stx) {
+    ctime = Timespec{stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec};
+    host_mode = stx.stx_mode;
+    host_uid = stx.stx_uid;
+    host_gid = stx.stx_gid;
+  }
 
   bool valid_for(const Timespec& now) const {
     return state != State::unknown && ctime.sec == now.sec && ctime.nsec == now.nsec;

@@ -95,8 +95,7 @@ Task<void> PassthroughFs::read_records(std::span<Probe> probes) {
       p.error = done.error();
       continue;
     }
-    p.record =
-        make_record_cache(p.record_raw, p.record_buf, p.stx.stx_mode & S_IFMT, ctime_of(p.stx));
+    p.record = make_record_cache(p.record_raw, p.record_buf, p.stx);
     if (p.record.state == RecordCache::State::corrupt) {
       if (p.known && p.record.error == EIO) {
         std::lock_guard lock(p.known->mu);

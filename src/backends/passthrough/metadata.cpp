@@ -144,6 +144,10 @@ Task<Result<AttrReply>> PassthroughFs::setattr(const RequestContext& ctx, InodeI
   const char* proc_name = (*fd)->proc_name();
   const int trunc_fd = size_fd ? size_fd->get() : -1;
   const bool lnk = host_type == S_IFLNK;
+  // Linux drops a file capability with setuid (chown, and truncation by the unprivileged). The
+  // host kernel does it for our own ftruncate; a chown only ever touches the record, so the host
+  // capability goes here. Best effort: an unprivileged server may not remove one the host set.
+  const bool drop_caps = kill && host_type == S_IFREG;
   Result<long> applied = co_await ring.run_blocking([&]() -> long {
     if (host_mode) {
       long r = host::fchmodat2(proc_fd_dir_, proc_name, *host_mode, 0);
@@ -160,6 +164,10 @@ Task<Result<AttrReply>> PassthroughFs::setattr(const RequestContext& ctx, InodeI
     if (set_times &&
         ::utimensat(path_fd, "", times, AT_EMPTY_PATH | (lnk ? AT_SYMLINK_NOFOLLOW : 0)) != 0) {
       return host::neg_errno();
+    }
+    if (drop_caps &&
+        host::getxattrat(proc_fd_dir_, proc_name, 0, "security.capability", nullptr, 0) >= 0) {
+      host::removexattrat(proc_fd_dir_, proc_name, 0, "security.capability");
     }
     return 0;
   });

@@ -130,9 +130,10 @@ long PassthroughFs::read_record_raw(const HostFd& fd, char (&buf)[record_read_bu
 }
 
 RecordCache PassthroughFs::make_record_cache(long n, const char (&buf)[record_read_buffer],
-                                             uint32_t host_type, const Timespec& ctime) const {
+                                             const struct statx& stx) const {
+  const uint32_t host_type = stx.stx_mode & S_IFMT;
   RecordCache rc;
-  rc.ctime = ctime;
+  rc.note_host(stx);
   Result<std::optional<Record>> r =
       classify_record_read(n, std::span<const char>(buf, sizeof buf), policy_.strict());
   if (!r) {
@@ -174,7 +175,7 @@ Task<Result<RecordCache>> PassthroughFs::record_of(Inode& n, const HostFd& fd,
   Result<long> raw =
       co_await io::Ring::current().run_blocking([&]() -> long { return read_record_raw(fd, buf); });
   const long count = raw.ok() ? *raw : -static_cast<long>(raw.error());
-  RecordCache rc = make_record_cache(count, buf, type, ctime);
+  RecordCache rc = make_record_cache(count, buf, stx);
   // Transient errors (EACCES, ENOMEM, ...) are not cached; corrupt and absent records are.
   if (rc.state != RecordCache::State::corrupt || rc.error == EIO) {
     std::lock_guard lock(n.mu);
@@ -198,7 +199,7 @@ void PassthroughFs::set_record(Inode& n, const Record& r, const struct statx& st
   std::lock_guard lock(n.mu);
   n.record.state = RecordCache::State::present;
   n.record.record = r;
-  n.record.ctime = ctime_of(stx);
+  n.record.note_host(stx);
   n.record.error = 0;
 }
 

@@ -220,8 +220,8 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
   // Raw record read, for blocking jobs: the byte count or -errno, value in `buf`.
   long read_record_raw(const HostFd& fd, char (&buf)[record_read_buffer]) const;
   // A raw read turned into a record cache entry for an object of `host_type`.
-  RecordCache make_record_cache(long n, const char (&buf)[record_read_buffer], uint32_t host_type,
-                                const Timespec& ctime) const;
+  RecordCache make_record_cache(long n, const char (&buf)[record_read_buffer],
+                                const struct statx& stx) const;
   // Writes `r` as the record of the object behind `fd`; optionally sets the host mode first.
   Task<Status> write_record(const HostFd& fd, const Record& r);
   void set_record(Inode& n, const Record& r, const struct statx& stx);
@@ -239,6 +239,9 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
   struct Probe;
   Task<void> probe_child(const std::shared_ptr<Inode>& parent, const HostFd& pfd, Probe& p);
   Task<void> read_records(std::span<Probe> probes);
+  // probe_child for every probe, concurrently (dir.cpp).
+  Task<void> probe_all(const std::shared_ptr<Inode>& dir, const HostFd& dir_fd,
+                       std::span<Probe> probes);
   Result<Entry> commit_probe(const std::shared_ptr<Inode>& parent, Probe& p);
   Task<Result<Entry>> lookup_child(const std::shared_ptr<Inode>& parent, const HostFd& pfd,
                                    std::string_view name, bool negative_ok);

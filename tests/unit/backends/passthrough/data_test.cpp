@@ -250,3 +250,29 @@ TEST_CASE("passthrough: setattr sets times and sizes", "[passthrough][data]") {
   REQUIRE(a.ok());
   CHECK(a->attr.mtime.sec == 2000);
 }
+
+TEST_CASE("passthrough: chown and killing writes remove a file capability",
+          "[passthrough][data][killpriv]") {
+  if (::geteuid() != 0) {
+    WARN("setting security.capability needs CAP_SETFCAP; skipped");
+    return;
+  }
+  // struct vfs_cap_data, revision 2, effective, CAP_NET_BIND_SERVICE permitted.
+  const uint32_t cap[5] = {0x02000001, 1u << 10, 0, 0, 0};
+  TestFs t;
+  auto set_cap = [&](const char* name) {
+    REQUIRE(::lsetxattr(t.host(name).c_str(), "security.capability", cap, sizeof cap, 0) == 0);
+  };
+  Entry f = t.file_with(root, "f", "x");
+  set_cap("f");
+  REQUIRE(t.chown(f.ino, 7, 7).ok());
+  CHECK(!t.host_xattr("f", "security.capability"));
+
+  Entry g = t.file_with(root, "g", "x");
+  set_cap("g");
+  HandleId fh = t.open_ok(g.ino, O_WRONLY);
+  // (The host kernel drops a capability on any write to the file, even a privileged one.)
+  CHECK(*t.write(g.ino, fh, 0, "y", true) == 1);
+  CHECK(!t.host_xattr("g", "security.capability"));
+  CHECK(t.release(g.ino, fh).ok());
+}
