@@ -305,8 +305,9 @@ Task<Result<CreateReply>> PassthroughFs::create(const RequestContext& ctx, Inode
   h->fd = std::move(*io);
   h->flags = host_flags & ~static_cast<uint32_t>(O_TRUNC);
   const HandleId fh = next_handle();
+  const OpenReply reply = file_open_reply(fh, *h);
   files_.insert(fh, std::move(h));
-  co_return CreateReply{*e, OpenReply{fh, open_reply_flags(false)}};
+  co_return CreateReply{*e, reply};
 }
 
 }  // namespace sandfs::passthrough

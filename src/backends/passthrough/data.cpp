@@ -200,9 +200,10 @@ Task<Result<OpenReply>> PassthroughFs::open(const RequestContext& ctx, InodeId i
   h->fd = std::move(*io);
   h->flags = host_flags & ~static_cast<uint32_t>(O_TRUNC);
   const HandleId fh = next_handle();
+  const OpenReply reply = file_open_reply(fh, *h);
   files_.insert(fh, std::move(h));
   (void)ctx;
-  co_return OpenReply{fh, open_reply_flags(false)};
+  co_return reply;
 }
 
 // ---- read / write ----

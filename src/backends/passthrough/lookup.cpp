@@ -56,6 +56,7 @@ Task<void> PassthroughFs::probe_child(const std::shared_ptr<Inode>& parent, cons
   const uint32_t type = p.stx.stx_mode & S_IFMT;
   if (!policy_.records() || (type != S_IFREG && type != S_IFDIR)) {
     p.record.state = RecordCache::State::absent;
+    p.record.note_host(p.stx);
     co_return;
   }
   if (p.known) {
@@ -108,8 +109,7 @@ Task<void> PassthroughFs::read_records(std::span<Probe> probes) {
 
 Result<Entry> PassthroughFs::commit_probe(const std::shared_ptr<Inode>& parent, Probe& p) {
   if (p.error != 0) return Errno{p.error};
-  std::shared_ptr<Inode> n =
-      store_.acquire(p.stx, p.fd, parent, p.name, p.need_record ? &p.record : nullptr);
+  std::shared_ptr<Inode> n = store_.acquire(p.stx, p.fd, parent, p.name, &p.record);
   return entry_of(*n, p.stx, p.record);
 }
 

@@ -73,11 +73,13 @@ Capabilities PassthroughFs::capabilities() const {
   caps.cache_symlinks = config_.cache != CachePolicy::never;
   caps.export_support = false;
   caps.posix_acl = false;
+  caps.passthrough = true;
   return caps;
 }
 
 Task<Status> PassthroughFs::init(const SessionParams& params) {
   writeback_.store(params.writeback_cache && config_.writeback, std::memory_order_relaxed);
+  kernel_passthrough_.store(params.passthrough, std::memory_order_relaxed);
   if (quota_ && !quota_->ready()) {
     // Counted in the background on this thread's ring; operations that need a charge wait.
     auto executor = co_await boost::asio::this_coro::executor;
@@ -159,8 +161,14 @@ Task<Result<RecordCache>> PassthroughFs::record_of(Inode& n, const HostFd& fd,
                                                    const struct statx& stx) {
   const uint32_t type = stx.stx_mode & S_IFMT;
   if (!policy_.records() || (type != S_IFREG && type != S_IFDIR)) {
+    // Nothing to read; remember the host's view (what the guest sees) all the same.
     RecordCache none;
     none.state = RecordCache::State::absent;
+    none.note_host(stx);
+    {
+      std::lock_guard lock(n.mu);
+      n.record = none;
+    }
     co_return none;
   }
   const Timespec ctime = ctime_of(stx);
@@ -272,6 +280,30 @@ uint32_t PassthroughFs::open_reply_flags(bool dir) const {
       return dir ? fuse::FOPEN_CACHE_DIR : fuse::FOPEN_KEEP_CACHE;
   }
   return 0;
+}
+
+// Kernel passthrough: the kernel then reads and writes the host file itself and we see no WRITE.
+// We hand out the handle's own host fd when that loses nothing:
+// * never under a quota: its writes would not be charged. (Not even for read-only opens: while a
+//   reader holds an inode in passthrough mode the kernel fails every ordinary open of it with
+//   EIO, so writers would break.)
+// * never for a file the guest sees with setuid/setgid: a write must clear them (KILLPRIV_V2),
+//   and the kernel's own write path would not. Decided per inode, so all opens of it agree.
+// Everything else (quota-free, ordinary files) is served by the kernel: reads at host speed.
+OpenReply PassthroughFs::file_open_reply(HandleId fh, const FileHandle& h) const {
+  OpenReply reply{fh, open_reply_flags(false)};
+  if (!kernel_passthrough_.load(std::memory_order_relaxed) || quota_) return reply;
+  {
+    std::lock_guard lock(h.inode->mu);
+    const RecordCache& rc = h.inode->record;
+    if (rc.state == RecordCache::State::unknown || rc.state == RecordCache::State::corrupt) {
+      return reply;
+    }
+    const uint32_t mode = rc.state == RecordCache::State::present ? rc.record.mode : rc.host_mode;
+    if (has_suidgid(mode)) return reply;
+  }
+  reply.backing_fd = h.fd->get();
+  return reply;
 }
 
 uint32_t PassthroughFs::host_open_flags(uint32_t guest_flags) const {

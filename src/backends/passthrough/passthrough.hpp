@@ -232,6 +232,9 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
   Task<Result<Attr>> fresh_attr(const std::shared_ptr<Inode>& n, const SharedFd& fd,
                                 struct statx* stx_out = nullptr, GuestView* view_out = nullptr);
   uint32_t open_reply_flags(bool dir) const;
+  // The reply for a new file handle, with a kernel passthrough backing fd when we can do without
+  // seeing its reads and writes (see passthrough.cpp).
+  OpenReply file_open_reply(HandleId fh, const FileHandle& h) const;
   uint32_t host_open_flags(uint32_t guest_flags) const;
   Status check_writable() const { return config_.readonly ? Status(Errno{EROFS}) : Status(); }
 
@@ -287,6 +290,7 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
   uint32_t process_umask_ = 0;
   bool privileged_ = false;
   std::atomic<bool> writeback_{false};
+  std::atomic<bool> kernel_passthrough_{false};
   std::atomic<bool> stopping_{false};
 
   InodeStore store_;

@@ -276,3 +276,48 @@ TEST_CASE("passthrough: chown and killing writes remove a file capability",
   CHECK(!t.host_xattr("g", "security.capability"));
   CHECK(t.release(g.ino, fh).ok());
 }
+
+TEST_CASE("passthrough: kernel passthrough gets the handle's host fd when nothing is lost",
+          "[passthrough][data][kernel_passthrough]") {
+  SessionParams params;
+  params.passthrough = true;
+  TestFs t({}, params);
+  CHECK(t.fs->capabilities().passthrough);
+  Result<CreateReply> c = t.create(root, "f");
+  REQUIRE(c.ok());
+  REQUIRE(c->open.backing_fd >= 0);
+  struct stat st {};
+  REQUIRE(::fstat(c->open.backing_fd, &st) == 0);
+  CHECK(st.st_ino == t.host_stat("f").st_ino);
+  CHECK(t.release(c->entry.ino, c->open.fh).ok());
+  Result<OpenReply> o = t.open(c->entry.ino, O_RDONLY);
+  REQUIRE(o.ok());
+  CHECK(o->backing_fd >= 0);
+  CHECK(t.release(c->entry.ino, o->fh).ok());
+  // A setuid file must see its writes (to clear the bit): served by us, for every open.
+  REQUIRE(t.chmod(c->entry.ino, 04755).ok());
+  CHECK(t.open(c->entry.ino, O_RDONLY)->backing_fd == -1);
+  CHECK(t.open(c->entry.ino, O_RDWR)->backing_fd == -1);
+  // Host files without a record, and in off mode too.
+  t.host_write("plain", "x");
+  Entry plain = t.lookup_ok(root, "plain");
+  CHECK(t.open(plain.ino, O_RDWR)->backing_fd >= 0);
+  TestFs off([](PassthroughConfig& cfg) { cfg.stat_virtualization = StatVirtualization::off; },
+             params);
+  Entry of = off.file(root, "f");
+  CHECK(off.open(of.ino, O_RDWR)->backing_fd >= 0);
+}
+
+TEST_CASE("passthrough: no kernel passthrough when not agreed or under a quota",
+          "[passthrough][data][kernel_passthrough]") {
+  TestFs plain;
+  Entry f = plain.file(root, "f");
+  CHECK(plain.open(f.ino, O_RDONLY)->backing_fd == -1);
+  SessionParams params;
+  params.passthrough = true;
+  TestFs quota([](PassthroughConfig& c) { c.quota_bytes = 1 << 20; }, params);
+  Result<CreateReply> c = quota.create(root, "f");
+  REQUIRE(c.ok());
+  CHECK(c->open.backing_fd == -1);
+  CHECK(quota.open(c->entry.ino, O_RDONLY)->backing_fd == -1);
+}
