@@ -98,8 +98,13 @@ TEST_CASE("user xattrs: set / get / size query / list / replace / remove", "[xat
   CHECK(get(m.path("d"), "user.dir") == "on a directory");
 
   const std::string max_value(65536, 'v');
-  SYS(set(f, "user.big", max_value));
-  CHECK(get(f, "user.big") == max_value);
+  if (passthrough_backend()) {
+    // ext4 below keeps all of an inode's xattr values in one 4 KiB block: ENOSPC is its answer.
+    CHECK_ERRNO(ENOSPC, set(f, "user.big", max_value));
+  } else {
+    SYS(set(f, "user.big", max_value));
+    CHECK(get(f, "user.big") == max_value);
+  }
   CHECK_ERRNO(E2BIG, set(f, "user.toobig", std::string(65537, 'v')));
   CHECK_ERRNO(ERANGE, set(f, ("user." + std::string(251, 'n')).c_str(), "v"));
 

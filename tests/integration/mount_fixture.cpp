@@ -89,6 +89,11 @@ bool reference_tmpfs() {
   return r && std::string_view(r) == "tmpfs";
 }
 
+bool passthrough_backend() {
+  const char* b = std::getenv("SANDFS_IT_BACKEND");
+  return b && std::string_view(b) == "passthrough" && !reference_tmpfs();
+}
+
 bool MountedFs::is_mounted(const std::string& dir) {
   const std::string t = mount_fstype(dir);
   return t == "fuse.sandfs" || (reference_tmpfs() && t == "tmpfs");
@@ -99,8 +104,7 @@ namespace {
 // The spec for the flags-only constructor: MemFs, or a passthrough of a fresh host directory
 // when SANDFS_IT_BACKEND=passthrough (the directory is returned in `host_dir`).
 MountSpec default_spec(std::vector<std::string> flags, std::string& host_dir) {
-  const char* backend = std::getenv("SANDFS_IT_BACKEND");
-  if (!backend || std::string_view(backend) != "passthrough" || reference_tmpfs()) {
+  if (!passthrough_backend()) {
     return MountSpec{.flags = std::move(flags)};
   }
   char tmpl[] = "/tmp/sandfs-ptit-host-XXXXXX";

@@ -34,6 +34,10 @@ std::string& sandfsd_path();
 // True when the tests run against tmpfs (SANDFS_IT_REFERENCE=tmpfs) rather than sandfsd.
 bool reference_tmpfs();
 
+// True when the flags-only mounts serve a host directory (SANDFS_IT_BACKEND=passthrough): the
+// host filesystem's own limits (ext4: one block of xattr values per inode) then apply.
+bool passthrough_backend();
+
 // What to mount and how to start the server.
 struct MountSpec {
   std::string backend = "memfs";

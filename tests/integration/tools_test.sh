@@ -8,8 +8,8 @@
 #   fifos/sockets/symlinks/devices, xattrs with setfattr/getfattr, the errors tools report (rmdir
 #   of a non-empty directory, ...) and another user through setpriv.
 #
-# Usage: [BACKEND=memfs|passthrough] tools_test.sh PATH/TO/sandfsd [SOURCE_DIR]
-#        (SOURCE_DIR defaults to /usr/share/doc)
+# Usage: [BACKEND=memfs|passthrough] [BACKEND_FLAGS="..."] tools_test.sh PATH/TO/sandfsd [SOURCE_DIR]
+#        (SOURCE_DIR defaults to /usr/share/doc; BACKEND_FLAGS are added to the mount command)
 # Needs root and /dev/fuse; exits 77 (skipped) without them, 1 on the first mismatch.
 set -Eeuo pipefail
 export LC_ALL=C
@@ -122,10 +122,12 @@ if [ "$BACKEND" = memfs ]; then
   backend_flags=(--backend memfs --capacity 1GiB --max-inodes 200000)
 else
   HOST=$(mktemp -d /tmp/sandfs-ptit-host-XXXXXX)
+  chmod 0755 "$HOST"  # the root shows the host's mode until the guest changes it
   step "mount PassthroughFs of $HOST at $MNT"
   backend_flags=(--backend passthrough --root "$HOST")
 fi
-"$SANDFSD" mount "${backend_flags[@]}" --ready-fd 3 "$MNT" \
+read -r -a extra_flags <<<"${BACKEND_FLAGS:-}"
+"$SANDFSD" mount "${backend_flags[@]}" "${extra_flags[@]}" --ready-fd 3 "$MNT" \
   3>"$WORK/ready" >"$WORK/server.log" 2>&1 &
 PID=$!
 for _ in $(seq 300); do
