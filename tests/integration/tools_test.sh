@@ -177,7 +177,7 @@ echo "du: allocated $du_alloc, apparent $du_apparent (source apparent $du_src_ap
 diffpct=$(( (du_apparent - du_src_apparent) * 100 / du_src_apparent ))
 [ "${diffpct#-}" -le 10 ] ||
   mismatch "du --apparent-size: $du_apparent vs source $du_src_apparent ($diffpct %)"
-statfs_used=$(stat -f -c '%b %f %S' "$MNT" | awk '{printf "%d\n", ($1 - $2) * $3}')
+statfs_used=$(stat -f -c '%b %f %S' "$MNT" | awk '{printf "%.0f\n", ($1 - $2) * $3}')
 [ "$statfs_used" -ge "$src_bytes" ] || mismatch "statfs says $statfs_used bytes used < $src_bytes copied"
 
 step "tar -c | tar -x"
