@@ -123,11 +123,6 @@ Task<Result<Entry>> PassthroughFs::make_file(const RequestContext& ctx, InodeId 
   }
   const std::string n(name);
   io::Ring& ring = io::Ring::current();
-  auto fail = [&](int err) -> Task<Result<Entry>> {
-    Status undo = co_await ring.unlinkat(pfd->get(), n.c_str(), 0);
-    (void)undo;  // the error that matters is the first one
-    co_return Errno{err};
-  };
   Result<SharedFd> io =
       co_await open_beneath(pfd->get(), n.c_str(), O_WRONLY | O_CREAT | O_EXCL, host_mode);
   if (!io) {
@@ -139,7 +134,10 @@ Task<Result<Entry>> PassthroughFs::make_file(const RequestContext& ctx, InodeId 
     Result<size_t> w = co_await ring.pwritev((*io)->get(), std::span<const iovec>(&v, 1), 0);
     if (!w || *w != content.size()) {
       if (quota_) quota_->release(charge);
-      co_return co_await fail(w ? EIO : w.error());
+      const int err = w ? EIO : w.error();
+      Status undo = co_await ring.unlinkat(pfd->get(), n.c_str(), 0);
+      (void)undo;  // the error that matters is the first one
+      co_return Errno{err};
     }
   }
   Status st = co_await stamp_new(*pfd, name, **io, false, host_mode, rec, type != S_IFREG);

@@ -168,6 +168,7 @@ Task<Result<OpenReply>> PassthroughFs::open(const RequestContext& ctx, InodeId i
   if (!node->is_reg()) co_return Errno{ENXIO};  // a host FIFO/device: never opened by us
   {
     std::lock_guard lock(node->mu);
+    if (node->record.state == RecordCache::State::corrupt) co_return Errno{node->record.error};
     if (node->record.state == RecordCache::State::present &&
         node->record.record.type() != S_IFREG) {
       co_return Errno{node->record.record.type() == S_IFLNK ? ELOOP : ENXIO};

@@ -84,7 +84,8 @@ namespace {
 struct Fetcher {
   DirHandle& h;
   const InodeStore& store;
-  bool types;
+  bool types;         // resolve the guest's d_type of regular files from their records
+  bool typed_result;  // what the batch's dtypes are then: the guest's (or not needed)
   const char* xattr;
   bool strict;
 
@@ -94,6 +95,7 @@ struct Fetcher {
     out.next = 0;
     out.after = offset;
     out.valid = true;
+    out.typed = typed_result;
     std::vector<char> buf(getdents_buffer);
     long n = 0;
     {
@@ -156,12 +158,14 @@ Task<Status> PassthroughFs::readdir(const RequestContext&, InodeId ino, HandleId
   DirHandle& h = **found;
   const Inode& dir = *h.inode;
   io::Ring& ring = io::Ring::current();
-  const Fetcher fetch{h, store_, policy_.records(), config_.stat_xattr.c_str(), policy_.strict()};
+  const Fetcher fetch{
+      h, store_, policy_.records(), true, config_.stat_xattr.c_str(), policy_.strict()};
 
   DirBatch batch;
   {
     std::lock_guard lock(h.batch_mu);
-    if (h.batch.valid && h.batch.after == offset) batch = std::move(h.batch);
+    // A batch read for readdirplus carries host d_types: plain readdir reads its own.
+    if (h.batch.valid && h.batch.typed && h.batch.after == offset) batch = std::move(h.batch);
     h.batch.valid = false;
   }
   for (;;) {
@@ -220,7 +224,7 @@ Task<Status> PassthroughFs::readdirplus(const RequestContext&, InodeId ino, Hand
   DirHandle& h = **found;
   const std::shared_ptr<Inode> dir = h.inode;
   io::Ring& ring = io::Ring::current();
-  const Fetcher fetch{h, store_, false, nullptr, false};
+  const Fetcher fetch{h, store_, false, !policy_.records(), nullptr, false};
   Result<SharedFd> dir_fd = co_await fd_of(dir);
   if (!dir_fd) co_return Errno{dir_fd.error()};
 
@@ -231,6 +235,7 @@ Task<Status> PassthroughFs::readdirplus(const RequestContext&, InodeId ino, Hand
     h.batch.valid = false;
   }
   std::vector<Probe> probes;
+  bool emitted = false;
   auto keep_batch = [&] {
     std::lock_guard lock(h.batch_mu);
     h.batch = std::move(batch);
@@ -278,19 +283,25 @@ Task<Status> PassthroughFs::readdirplus(const RequestContext&, InodeId ino, Hand
 
     for (Probe& p : probes) {
       Result<Entry> entry = commit_probe(dir, p);
-      uint32_t dtype = p.host_dtype;
-      Entry out;
-      if (entry) {
-        out = *entry;
-        dtype = dtype_of(out.attr.mode);
-      } else if (entry.error() == ENOENT || entry.error() == ENOTDIR) {
+      if (!entry && entry.error() != ENOENT && entry.error() != ENOTDIR) {
+        // A corrupt record: the name is listed (glibc hides a d_ino of 0, so it gets its real
+        // id and a reference) with nothing cached, and every use of it answers EIO.
+        entry = commit_degraded(dir, p);
+      }
+      if (!entry && (entry.error() == ENOENT || entry.error() == ENOTDIR)) {
         // Gone since the host listed it: skip it.
         batch.after = p.next_offset;
         ++batch.next;
         continue;
       }
-      // Any other failure (a corrupt record, EMFILE, ...) lists the name without an inode; a
-      // lookup of it reports the error.
+      if (!entry) {
+        // EMFILE, EACCES, ...: end this reply here; the next call retries from this entry.
+        keep_batch();
+        if (emitted) co_return ok_status();
+        co_return Errno{entry.error()};
+      }
+      const Entry& out = *entry;
+      const uint32_t dtype = dtype_of(out.attr.mode);
       if (!sink.add(p.name, out, dtype, p.next_offset)) {
         if (out.ino != 0) store_.forget(out.ino, 1);
         keep_batch();
@@ -298,6 +309,7 @@ Task<Status> PassthroughFs::readdirplus(const RequestContext&, InodeId ino, Hand
       }
       batch.after = p.next_offset;
       ++batch.next;
+      emitted = true;
     }
   }
 }

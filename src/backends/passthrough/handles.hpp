@@ -90,6 +90,7 @@ struct DirBatch {
   size_t next = 0;     // first entry not sent yet
   uint64_t after = 0;  // the guest offset entries[next] follows
   bool valid = false;
+  bool typed = false;  // dtypes are the guest's (readdirplus batches keep the host's)
 
   std::string_view name(const DirEntryRef& e) const {
     return std::string_view(names.data() + e.name_offset, e.name_length);

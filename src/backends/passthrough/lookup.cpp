@@ -32,6 +32,7 @@ Task<void> PassthroughFs::probe_child(const std::shared_ptr<Inode>& parent, cons
     }
     if (InodeStore::same_object(*known, *stx, store_.id_for(*stx))) {
       p.stx = *stx;
+      p.stat_ok = true;
       p.known = std::move(known);
     }
   }
@@ -48,6 +49,7 @@ Task<void> PassthroughFs::probe_child(const std::shared_ptr<Inode>& parent, cons
     }
     p.fd = std::move(*fd);
     p.stx = *stx;
+    p.stat_ok = true;
     // Reached by a new name (a hard link, or a name the index lost): same entry, same cache.
     std::shared_ptr<Inode> tracked = store_.find(store_.id_for(p.stx));
     if (tracked && InodeStore::same_object(*tracked, p.stx, tracked->id)) p.known = tracked;
@@ -63,6 +65,7 @@ Task<void> PassthroughFs::probe_child(const std::shared_ptr<Inode>& parent, cons
     std::lock_guard lock(p.known->mu);
     if (p.known->record.valid_for(ctime_of(p.stx))) {
       p.record = p.known->record;
+      if (p.record.state == RecordCache::State::corrupt) p.error = p.record.error;
       co_return;
     }
   }
@@ -111,6 +114,18 @@ Result<Entry> PassthroughFs::commit_probe(const std::shared_ptr<Inode>& parent, 
   if (p.error != 0) return Errno{p.error};
   std::shared_ptr<Inode> n = store_.acquire(p.stx, p.fd, parent, p.name, &p.record);
   return entry_of(*n, p.stx, p.record);
+}
+
+Result<Entry> PassthroughFs::commit_degraded(const std::shared_ptr<Inode>& parent, Probe& p) {
+  if (!p.stat_ok || p.record.state != RecordCache::State::corrupt) return Errno{p.error};
+  std::shared_ptr<Inode> n = store_.acquire(p.stx, p.fd, parent, p.name, &p.record);
+  Entry e;
+  e.ino = n->id;
+  e.generation = n->generation;
+  e.attr.ino = n->id;
+  e.attr.mode = n->host_type;  // a type the kernel accepts, no permissions, nothing else
+  e.attr.nlink = 1;
+  return e;  // zero timeouts: every use comes back to us, and gets EIO
 }
 
 Task<Result<Entry>> PassthroughFs::lookup_child(const std::shared_ptr<Inode>& parent,

@@ -18,6 +18,7 @@ struct PassthroughFs::Probe {
   uint64_t host_ino = 0;
   int error = 0;
   struct statx stx {};
+  bool stat_ok = false;          // stx describes the object
   SharedFd fd;                   // O_PATH fd of the object (null when matched by name)
   std::shared_ptr<Inode> known;  // the tracked entry with this id, if any
   bool need_record = false;

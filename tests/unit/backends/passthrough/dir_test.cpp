@@ -183,8 +183,9 @@ TEST_CASE("passthrough: readdirplus gives back references the sink refused", "[p
   CHECK(t.releasedir(root, d->fh).ok());
 }
 
-TEST_CASE("passthrough: readdirplus lists a corrupt entry without an inode and skips vanished ones",
-          "[passthrough][dir]") {
+TEST_CASE(
+    "passthrough: readdirplus lists a corrupt entry that only answers EIO and skips vanished ones",
+    "[passthrough][dir]") {
   TestFs t;
   t.host_write("good", "x");
   t.host_write("bad", "x");
@@ -206,10 +207,45 @@ TEST_CASE("passthrough: readdirplus lists a corrupt entry without an inode and s
     by[e.name] = e.entry;
   // (Unless the host listed it first, before it went.)
   if (first.entries[0].name != "gone") CHECK(by.count("gone") == 0);
+  // Listed with its real id (glibc hides a d_ino of 0) and no attributes worth caching.
   REQUIRE(by.count("bad") == 1);
-  CHECK(by["bad"].ino == 0);
+  const Entry bad = by["bad"];
+  CHECK(bad.ino == static_cast<InodeId>(t.host_stat("bad").st_ino));
+  CHECK(bad.attr.mode == S_IFREG);
+  CHECK(bad.attr.uid == 0);
+  CHECK(bad.attr.size == 0);
+  CHECK(bad.entry_timeout.count() == 0);
+  CHECK(bad.attr_timeout.count() == 0);
+  CHECK(t.fs->lookup_count(bad.ino) == 1);
+  CHECK(err(t.getattr(bad.ino)) == EIO);
+  CHECK(err(t.open(bad.ino, O_RDONLY)) == EIO);
+  CHECK(err(t.lookup(root, "bad")) == EIO);
+  t.forget(bad.ino);
+  CHECK(t.fs->lookup_count(bad.ino) == 0);
   REQUIRE(by.count("good") == 1);
   CHECK(by["good"].ino != 0);
+  CHECK(t.releasedir(root, d->fh).ok());
+}
+
+TEST_CASE("passthrough: readdir after readdirplus on one handle reports the guest's types",
+          "[passthrough][dir]") {
+  // The kernel (READDIRPLUS_AUTO) answers the first call of a listing with readdirplus and the
+  // rest with plain readdir, on the same handle.
+  TestFs t;
+  for (int i = 0; i < 40; ++i)
+    REQUIRE(t.mknod(root, "fifo" + std::to_string(i), S_IFIFO | 0644).ok());
+  Result<OpenReply> d = t.opendir(root);
+  REQUIRE(d.ok());
+  CollectPlusSink first(3);
+  REQUIRE(run_io(t.fs->readdirplus(t.ctx, root, d->fh, 0, first)).ok());
+  REQUIRE(first.entries.size() == 3);
+  CollectSink rest;
+  REQUIRE(run_io(t.fs->readdir(t.ctx, root, d->fh, first.entries.back().next_offset, rest)).ok());
+  CHECK(first.entries.size() + rest.entries.size() == 42);
+  for (const ListedEntry& e : rest.entries) {
+    INFO(e.name);
+    CHECK(e.dtype == (e.name[0] == '.' ? DT_DIR : DT_FIFO));
+  }
   CHECK(t.releasedir(root, d->fh).ok());
 }
 

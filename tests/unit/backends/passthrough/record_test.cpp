@@ -362,3 +362,16 @@ TEST_CASE("passthrough: devices fifos and sockets are records on empty host file
   REQUIRE(typeless.ok());
   CHECK(typeless->attr.mode == (S_IFREG | 0644));
 }
+
+TEST_CASE("passthrough: a known name whose record went corrupt looks up as EIO",
+          "[passthrough][record]") {
+  // Regression: the one-statx path for known names returned the cached corrupt state as success.
+  TestFs t;
+  Entry f = t.file(root, "f");
+  plant(t, "f", "junk");
+  CHECK(err(t.getattr(f.ino)) == EIO);  // caches the corrupt state
+  CHECK(err(t.lookup(root, "f")) == EIO);
+  CHECK(err(t.lookup(root, "f")) == EIO);
+  CHECK(err(t.open(f.ino, O_RDONLY)) == EIO);
+  CHECK(t.fs->lookup_count(f.ino) == 1);
+}
