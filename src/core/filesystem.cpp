@@ -1,9 +1,36 @@
 #include "core/filesystem.hpp"
 
+#include "core/protocol/fuse_kernel.hpp"
+
 namespace sandfs {
 
 namespace {
 constexpr Errno not_supported{ENOSYS};
+}
+
+std::chrono::nanoseconds cache_timeout(CachePolicy policy) {
+  using namespace std::chrono_literals;
+  switch (policy) {
+    case CachePolicy::never:
+      return 0s;
+    case CachePolicy::auto_:
+      return 1s;
+    case CachePolicy::always:
+      return 1h;
+  }
+  return 0s;
+}
+
+uint32_t cache_open_flags(CachePolicy policy, bool dir) {
+  switch (policy) {
+    case CachePolicy::never:
+      return fuse::FOPEN_DIRECT_IO;
+    case CachePolicy::auto_:
+      return 0;
+    case CachePolicy::always:
+      return dir ? fuse::FOPEN_CACHE_DIR : fuse::FOPEN_KEEP_CACHE;
+  }
+  return 0;
 }
 
 bool parse_cache_policy(std::string_view text, CachePolicy& out) {

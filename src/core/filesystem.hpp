@@ -77,6 +77,10 @@ using HandleId = uint64_t;
 //   Always -> FOPEN_KEEP_CACHE on files, FOPEN_CACHE_DIR on dirs, long timeouts
 enum class CachePolicy { never, auto_, always };
 
+// The entry/attr timeout and the open-reply FOPEN_* flags each policy stands for (table above).
+std::chrono::nanoseconds cache_timeout(CachePolicy policy);
+uint32_t cache_open_flags(CachePolicy policy, bool dir);
+
 // Parses "never" | "auto" | "always".
 bool parse_cache_policy(std::string_view text, CachePolicy& out);
 std::string_view to_string(CachePolicy policy);

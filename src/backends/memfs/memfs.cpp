@@ -30,26 +30,10 @@ uint32_t kill_suidgid_bits(uint32_t mode) {
   return mode;
 }
 
-namespace {
-
-std::chrono::nanoseconds policy_timeout(CachePolicy policy) {
-  switch (policy) {
-    case CachePolicy::never:
-      return 0s;
-    case CachePolicy::auto_:
-      return 1s;
-    case CachePolicy::always:
-      return 1h;
-  }
-  return 0s;
-}
-
-}  // namespace
-
 MemFs::MemFs(MemFsConfig config)
     : config_(config),
-      entry_timeout_(config.entry_timeout.value_or(policy_timeout(config.cache))),
-      attr_timeout_(config.attr_timeout.value_or(policy_timeout(config.cache))),
+      entry_timeout_(config.entry_timeout.value_or(cache_timeout(config.cache))),
+      attr_timeout_(config.attr_timeout.value_or(cache_timeout(config.cache))),
       bytes_(config.capacity_bytes.value_or(unlimited_capacity), 0),
       inodes_(config.max_inodes.value_or(unlimited_inodes), 1) {
   auto root = std::make_shared<Node>(fuse::root_id, S_IFDIR | (config.root_mode & 07777));
@@ -139,15 +123,7 @@ Result<std::shared_ptr<Handle>> MemFs::find_handle(HandleId fh, InodeId ino, boo
 }
 
 uint32_t MemFs::open_reply_flags(bool dir) const {
-  switch (config_.cache) {
-    case CachePolicy::never:
-      return fuse::FOPEN_DIRECT_IO;
-    case CachePolicy::auto_:
-      return 0;
-    case CachePolicy::always:
-      return dir ? fuse::FOPEN_CACHE_DIR : fuse::FOPEN_KEEP_CACHE;
-  }
-  return 0;
+  return cache_open_flags(config_.cache, dir);
 }
 
 void MemFs::evict_if_unused(Node& n) {

@@ -19,18 +19,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::chrono::nanoseconds policy_timeout(CachePolicy policy) {
-  switch (policy) {
-    case CachePolicy::never:
-      return 0s;
-    case CachePolicy::auto_:
-      return 1s;
-    case CachePolicy::always:
-      return 1h;
-  }
-  return 0s;
-}
-
 constexpr unsigned stat_mask = STATX_BASIC_STATS | STATX_MNT_ID | STATX_BTIME;
 
 // The kernel's new_encode_dev(): the u32 dev_t FUSE carries.
@@ -44,8 +32,8 @@ PassthroughFs::PassthroughFs(PassthroughConfig config, int root_fd, int proc_fd_
                              const struct statx& root_stx, uint32_t process_umask)
     : config_(std::move(config)),
       policy_{config_.stat_virtualization, config_.host_permissions},
-      entry_timeout_(config_.entry_timeout.value_or(policy_timeout(config_.cache))),
-      attr_timeout_(config_.attr_timeout.value_or(policy_timeout(config_.cache))),
+      entry_timeout_(config_.entry_timeout.value_or(cache_timeout(config_.cache))),
+      attr_timeout_(config_.attr_timeout.value_or(cache_timeout(config_.cache))),
       proc_fd_dir_(proc_fd_dir),
       process_umask_(process_umask),
       privileged_(::geteuid() == 0),
@@ -271,15 +259,7 @@ Task<Result<Attr>> PassthroughFs::fresh_attr(const std::shared_ptr<Inode>& n, co
 }
 
 uint32_t PassthroughFs::open_reply_flags(bool dir) const {
-  switch (config_.cache) {
-    case CachePolicy::never:
-      return fuse::FOPEN_DIRECT_IO;
-    case CachePolicy::auto_:
-      return 0;
-    case CachePolicy::always:
-      return dir ? fuse::FOPEN_CACHE_DIR : fuse::FOPEN_KEEP_CACHE;
-  }
-  return 0;
+  return cache_open_flags(config_.cache, dir);
 }
 
 // Kernel passthrough: the kernel then reads and writes the host file itself and we see no WRITE.
