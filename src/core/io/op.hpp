@@ -65,6 +65,7 @@ struct Call {
   open_how how{};               // openat2: a copy, so the caller's may be a temporary
   struct statx* stx = nullptr;  // statx: points into the op record
   std::function<long()> fn;     // blocking
+  bool in_core = false;         // run on the ring's thread: the caller vouches it cannot wait
 };
 
 class Op {

@@ -78,6 +78,7 @@ bool Ring::uses_io_uring() const {
 Ring::Stats Ring::stats() const {
   Stats s;
   s.ops_started = ops_started_;
+  s.inline_calls = inline_calls_;
   backend_->add_stats(s);
   return s;
 }
@@ -115,6 +116,13 @@ void Ring::start(detail::Op* op) {
   if ((c.code == detail::OpCode::preadv || c.code == detail::OpCode::pwritev) &&
       c.offset > static_cast<uint64_t>(INT64_MAX)) {
     detail::post_result(ctx_, detail::OpPtr(op), -EINVAL);
+    return;
+  }
+  if (c.in_core) {
+    // Cannot wait on a device (see fstatx): no reason to pay for a trip to a worker thread.
+    ++inline_calls_;
+    const long res = detail::run_syscall(op->call);
+    detail::post_result(ctx_, detail::OpPtr(op), res);
     return;
   }
   backend_->start(op);

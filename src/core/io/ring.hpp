@@ -84,6 +84,7 @@ class Ring {
     uint64_t max_in_flight = 0;  // most operations in the ring (SQ + kernel) at once
     uint64_t backlogged = 0;     // operations that waited in user space for room in the ring
     uint64_t pool_jobs = 0;      // operations run on the blocking pool
+    uint64_t inline_calls = 0;   // in-core calls made on the ring's own thread
   };
 
   // The default completion token: the operation returns a Task to co_await.
@@ -168,6 +169,27 @@ class Ring {
         .code = detail::OpCode::statx, .fd = dirfd, .path = path, .mode = mask, .flags = flags};
     return initiate<Result<struct statx>>(std::move(c), std::forward<Token>(token));
   }
+  // Where a call's object lives, as far as the caller knows (see fstatx).
+  enum class Residency {
+    unknown,  // any filesystem: the call may wait on a disk or a server
+    in_core,  // a local filesystem (ext4, xfs, btrfs, tmpfs...) answering from the in-core inode
+  };
+  // statx(2) of the object `fd` holds (AT_EMPTY_PATH added to `flags`). io_uring hands every
+  // statx to an io-wq worker (measured here: 12-15 us a call, against 0.2 us for the syscall).
+  // With Residency::in_core the caller vouches that the fd's filesystem fills a getattr of a
+  // pinned inode from memory, so the ring makes the call on its own thread and completes it
+  // through a post like any other; network and FUSE filesystems, which may ask a server, must
+  // pass Residency::unknown and go through io_uring.
+  template <class Token = DefaultToken>
+  auto fstatx(int fd, int flags, unsigned mask, Residency where, Token&& token = {}) {
+    detail::Call c{.code = detail::OpCode::statx,
+                   .fd = fd,
+                   .path = "",
+                   .mode = mask,
+                   .flags = flags | AT_EMPTY_PATH,
+                   .in_core = where == Residency::in_core};
+    return initiate<Result<struct statx>>(std::move(c), std::forward<Token>(token));
+  }
   template <class Token = DefaultToken>
   auto unlinkat(int dirfd, const char* path, int flags, Token&& token = {}) {
     detail::Call c{.code = detail::OpCode::unlinkat, .fd = dirfd, .path = path, .flags = flags};
@@ -239,6 +261,7 @@ class Ring {
   boost::asio::io_context& ctx_;
   std::shared_ptr<detail::Backend> backend_;
   uint64_t ops_started_ = 0;
+  uint64_t inline_calls_ = 0;
 };
 
 }  // namespace sandfs::io
