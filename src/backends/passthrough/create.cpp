@@ -123,6 +123,7 @@ Task<Result<Entry>> PassthroughFs::make_file(const RequestContext& ctx, InodeId 
   }
   const std::string n(name);
   io::Ring& ring = io::Ring::current();
+  const DirChange change = co_await begin_dir_change(pnode, pfd);
   Result<SharedFd> io =
       co_await open_beneath(pfd->get(), n.c_str(), O_WRONLY | O_CREAT | O_EXCL, host_mode);
   if (!io) {
@@ -148,6 +149,7 @@ Task<Result<Entry>> PassthroughFs::make_file(const RequestContext& ctx, InodeId 
   Result<SharedFd> opath = co_await reopen(proc_fd_dir_, **io, O_PATH);
   if (!opath) co_return Errno{opath.error()};
   Result<Entry> e = co_await enter_new(pnode, name, *opath, rec);
+  co_await end_dir_change(change);
   co_return e;
 }
 
@@ -193,13 +195,16 @@ Task<Result<Entry>> PassthroughFs::mkdir(const RequestContext& ctx, InodeId pare
   const uint32_t host_mode = policy_.host_create_mode(S_IFDIR, perm);
   const std::string n(name);
   io::Ring& ring = io::Ring::current();
+  const DirChange change = co_await begin_dir_change(pnode, pfd);
   Status made = co_await ring.mkdirat(pfd->get(), n.c_str(), host_mode);
   if (!made) co_return Errno{made.error()};
   Result<SharedFd> opath = co_await open_beneath(pfd->get(), n.c_str(), O_PATH | O_DIRECTORY);
   if (!opath) co_return Errno{opath.error()};
   Status st = co_await stamp_new(*pfd, name, **opath, true, host_mode, rec, false);
   if (!st) co_return Errno{st.error()};
-  co_return co_await enter_new(pnode, name, *opath, rec);
+  Result<Entry> e = co_await enter_new(pnode, name, *opath, rec);
+  co_await end_dir_change(change);
+  co_return e;
 }
 
 Task<Result<Entry>> PassthroughFs::symlink(const RequestContext& ctx, InodeId parent,
@@ -217,11 +222,14 @@ Task<Result<Entry>> PassthroughFs::symlink(const RequestContext& ctx, InodeId pa
   const auto& [pnode, pfd] = *dir;
   const std::string n(name);
   const std::string t(target);
+  const DirChange change = co_await begin_dir_change(pnode, pfd);
   Status made = co_await io::Ring::current().symlinkat(t.c_str(), pfd->get(), n.c_str());
   if (!made) co_return Errno{made.error()};
   Result<SharedFd> opath = co_await open_beneath(pfd->get(), n.c_str(), O_PATH);
   if (!opath) co_return Errno{opath.error()};
-  co_return co_await enter_new(pnode, name, *opath, std::nullopt);
+  Result<Entry> e = co_await enter_new(pnode, name, *opath, std::nullopt);
+  co_await end_dir_change(change);
+  co_return e;
 }
 
 Task<Result<Entry>> PassthroughFs::link(const RequestContext&, InodeId ino, InodeId new_parent,
@@ -240,9 +248,11 @@ Task<Result<Entry>> PassthroughFs::link(const RequestContext&, InodeId ino, Inod
   const std::string n(new_name);
   // Linking the magic link's target (AT_SYMLINK_FOLLOW) links exactly the object we hold, works
   // unprivileged (AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH), and stops at a host symlink.
+  const DirChange change = co_await begin_dir_change(pnode, pfd);
   Status linked = co_await io::Ring::current().linkat(proc_fd_dir_, (*sfd)->proc_name(), pfd->get(),
                                                       n.c_str(), AT_SYMLINK_FOLLOW);
   if (!linked) co_return Errno{linked.error()};
+  co_await end_dir_change(change);
   Result<struct statx> stx = co_await stat_fd((*sfd)->get());
   if (!stx) co_return Errno{stx.error()};
   Result<RecordCache> rc = co_await record_of(**src, **sfd, *stx);
@@ -272,6 +282,7 @@ Task<Result<CreateReply>> PassthroughFs::create(const RequestContext& ctx, Inode
   const uint32_t host_flags = host_open_flags(flags);
   const uint32_t host_mode = policy_.host_create_mode(S_IFREG, perm);
   const std::string n(name);
+  const DirChange change = co_await begin_dir_change(pnode, pfd);
   Result<SharedFd> io = co_await open_beneath(
       pfd->get(), n.c_str(), (host_flags & ~O_TRUNC) | O_CREAT | O_EXCL, host_mode);
   if (!io && io.error() == EEXIST && (flags & O_EXCL) == 0) {
@@ -295,6 +306,7 @@ Task<Result<CreateReply>> PassthroughFs::create(const RequestContext& ctx, Inode
   if (!opath) co_return Errno{opath.error()};
   Result<Entry> e = co_await enter_new(pnode, name, *opath, rec);
   if (!e) co_return Errno{e.error()};
+  co_await end_dir_change(change);
   std::shared_ptr<Inode> node = store_.find(e->ino);
   if (!node) co_return Errno{ESTALE};  // forgotten already: a guest bug, but no crash
 

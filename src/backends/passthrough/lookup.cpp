@@ -1,8 +1,9 @@
 // lookup and the pieces readdirplus shares with it.
 //
 // A lookup runs in three steps so a batch of them (readdirplus) pays for one blocking job:
-//   probe_child   find what the name is now (ring ops only): one statx by name when the name is
-//                 already known to lead to a tracked entry, else openat2 beneath + statx
+//   probe_child   find what the name is now (ring ops only): openat2 beneath + statx of the new
+//                 fd, or, where that statx is not in-core, one statx by name when the name is
+//                 already known to lead to a tracked entry
 //   read_records  the ownership records that are not cached, all in one run_blocking job
 //   commit_probe  count the lookup in the store and build the Entry
 #include <fcntl.h>
@@ -23,8 +24,12 @@ Task<void> PassthroughFs::probe_child(const std::shared_ptr<Inode>& parent, cons
     p.error = err;
     co_return;
   }
-  // A name we already know: one statx tells whether it still leads to the same object.
-  if (std::shared_ptr<Inode> known = store_.find_alias(parent->id, p.name)) {
+  // A name we already know: one statx by name tells whether it still leads to the same object.
+  // io_uring always hands that statx to a worker thread, though, while an O_PATH open of a name
+  // in the dentry cache completes inline and a statx of the new fd is in-core: where the host
+  // filesystem allows the latter (in_core_stat_), known names take the open path too.
+  if (std::shared_ptr<Inode> known =
+          in_core_stat_ ? nullptr : store_.find_alias(parent->id, p.name)) {
     Result<struct statx> stx = co_await stat_at(pfd.get(), p.name.c_str());
     if (!stx) {
       p.error = stx.error();

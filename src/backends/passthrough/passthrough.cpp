@@ -2,8 +2,16 @@
 #include "backends/passthrough/passthrough.hpp"
 
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include <climits>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <string_view>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -26,6 +34,51 @@ uint32_t encode_dev(uint32_t major, uint32_t minor) {
   return (minor & 0xff) | (major << 8) | ((minor & ~0xffu) << 12);
 }
 
+// Local filesystems whose getattr of an inode we hold reads only the in-core inode. Anything
+// else (NFS, CIFS, FUSE, overlayfs over one of those...) may ask a server, so its statx stays on
+// the io_uring path.
+// The decision covers the mounts found beneath the root at start, too (by fstype name in
+// /proc/self/mountinfo); a mount added under a served tree later is not seen.
+bool local_fstype(std::string_view name) {
+  return name == "ext4" || name == "ext3" || name == "ext2" || name == "xfs" || name == "btrfs" ||
+         name == "tmpfs" || name == "f2fs";
+}
+
+bool getattr_is_in_core(int fd) {
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) != 0) return false;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case EXT4_SUPER_MAGIC:  // also ext2 and ext3
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case F2FS_SUPER_MAGIC:
+      break;
+    default:
+      return false;
+  }
+  char target[PATH_MAX];
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  if (n <= 0) return false;
+  std::string root(target, static_cast<size_t>(n));
+  if (root != "/") root += '/';
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mountinfo, line)) {
+    // id parent major:minor root mount-point options [optional...] - fstype source super-options
+    std::istringstream in(line);
+    std::string id, parent, devno, mroot, point, field;
+    in >> id >> parent >> devno >> mroot >> point;
+    while (in >> field && field != "-") {
+    }
+    std::string fstype;
+    in >> fstype;
+    if (point.rfind(root, 0) == 0 && !local_fstype(fstype)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 PassthroughFs::PassthroughFs(PassthroughConfig config, int root_fd, int proc_fd_dir,
@@ -37,6 +90,7 @@ PassthroughFs::PassthroughFs(PassthroughConfig config, int root_fd, int proc_fd_
       proc_fd_dir_(proc_fd_dir),
       process_umask_(process_umask),
       privileged_(::geteuid() == 0),
+      in_core_stat_(getattr_is_in_core(root_fd)),
       store_(adopt_fd(root_fd), root_stx, config_.max_cached_fds) {
   if (config_.quota_bytes) quota_ = std::make_unique<Quota>(*config_.quota_bytes);
 }
@@ -104,14 +158,42 @@ Result<std::shared_ptr<DirHandle>> PassthroughFs::dir_handle(HandleId fh, InodeI
   return h;
 }
 
-Task<Result<struct statx>> PassthroughFs::stat_fd(int fd) {
-  co_return co_await io::Ring::current().statx(
-      fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, stat_mask);
+Task<Result<struct statx>> PassthroughFs::stat_fd(int fd) const {
+  co_return co_await io::Ring::current().fstatx(
+      fd, AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, stat_mask,
+      in_core_stat_ ? io::Ring::Residency::in_core : io::Ring::Residency::unknown);
 }
 
 Task<Result<struct statx>> PassthroughFs::stat_at(int dirfd, const char* name) {
   co_return co_await io::Ring::current().statx(
       dirfd, name, AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, stat_mask);
+}
+
+Task<PassthroughFs::DirChange> PassthroughFs::begin_dir_change(const std::shared_ptr<Inode>& dir,
+                                                               const SharedFd& fd) {
+  DirChange c{dir, fd, std::nullopt};
+  if (!in_core_stat_ || !policy_.records()) co_return c;
+  {
+    std::lock_guard lock(dir->mu);
+    if (dir->record.state != RecordCache::State::present &&
+        dir->record.state != RecordCache::State::absent) {
+      co_return c;
+    }
+  }
+  Result<struct statx> stx = co_await stat_fd(fd->get());
+  if (!stx) co_return c;
+  const Timespec now = ctime_of(*stx);
+  std::lock_guard lock(dir->mu);
+  if (dir->record.valid_for(now)) c.ctime = now;
+  co_return c;
+}
+
+Task<void> PassthroughFs::end_dir_change(const DirChange& c) {
+  if (!c.ctime) co_return;
+  Result<struct statx> stx = co_await stat_fd(c.fd->get());
+  if (!stx) co_return;
+  std::lock_guard lock(c.dir->mu);
+  if (c.dir->record.valid_for(*c.ctime)) c.dir->record.note_host(*stx);
 }
 
 long PassthroughFs::read_record_raw(const HostFd& fd, char (&buf)[record_read_buffer]) const {

@@ -217,7 +217,8 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
   Result<std::shared_ptr<FileHandle>> file_handle(HandleId fh, InodeId ino) const;
   Result<std::shared_ptr<DirHandle>> dir_handle(HandleId fh, InodeId ino) const;
   HandleId next_handle() { return next_fh_.fetch_add(1, std::memory_order_relaxed); }
-  static Task<Result<struct statx>> stat_fd(int fd);
+  // statx of the object `fd` holds: inline when the host filesystem answers from memory.
+  Task<Result<struct statx>> stat_fd(int fd) const;
   static Task<Result<struct statx>> stat_at(int dirfd, const char* name);
   // The record state of `n` for the object `stx` describes (read through `fd` unless cached).
   Task<Result<RecordCache>> record_of(Inode& n, const HostFd& fd, const struct statx& stx);
@@ -241,6 +242,22 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
   OpenReply file_open_reply(HandleId fh, const FileHandle& h) const;
   uint32_t host_open_flags(uint32_t guest_flags) const;
   Status check_writable() const { return config_.readonly ? Status(Errno{EROFS}) : Status(); }
+
+  // A guest's create, link, unlink or rename bumps the directory's host ctime, which would make
+  // its cached record look stale: the kernel asks for the directory's attributes after each such
+  // change (default_permissions), and every answer would re-read the record on the blocking pool.
+  // A change of entries cannot touch the record, so around our own change the cache follows the
+  // ctime along: begin notes the ctime the cache is valid for, end (after success) moves the
+  // cache to the new ctime if it is still the entry begin saw. Only where statx is in-core (two
+  // cheap calls); a host process rewriting the record between the two statx calls goes unseen
+  // until the directory changes again.
+  struct DirChange {
+    std::shared_ptr<Inode> dir;
+    SharedFd fd;
+    std::optional<Timespec> ctime;  // the ctime the cached record was valid for, if it was
+  };
+  Task<DirChange> begin_dir_change(const std::shared_ptr<Inode>& dir, const SharedFd& fd);
+  Task<void> end_dir_change(const DirChange& change);
 
   // ---- lookup.cpp ----
   struct Probe;
@@ -295,6 +312,8 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
   int proc_fd_dir_ = -1;
   uint32_t process_umask_ = 0;
   bool privileged_ = false;
+  // The root's filesystem fills getattr of a pinned inode from memory (local filesystems).
+  bool in_core_stat_ = false;
   std::atomic<bool> writeback_{false};
   std::atomic<bool> kernel_passthrough_{false};
   std::atomic<bool> stopping_{false};

@@ -40,8 +40,10 @@ Task<Status> PassthroughFs::remove_name(InodeId parent, std::string_view name, b
   Result<struct statx> before = Errno{ENOENT};
   if (quota_ && !dir) before = co_await stat_at(pfd->get(), n.c_str());
 
+  const DirChange change = co_await begin_dir_change(pnode, pfd);
   Status st = co_await io::Ring::current().unlinkat(pfd->get(), n.c_str(), dir ? AT_REMOVEDIR : 0);
   if (!st) co_return st;
+  co_await end_dir_change(change);
 
   std::shared_ptr<Inode> gone = store_.remove_alias(pnode->id, name);
   if (gone && gone == victim && victim_fd) {
@@ -91,9 +93,14 @@ Task<Status> PassthroughFs::rename(const RequestContext&, InodeId parent, std::s
   Result<struct statx> target = Errno{ENOENT};
   if (quota_ && !exchange) target = co_await stat_at(to->second->get(), n2.c_str());
 
+  const DirChange from_change = co_await begin_dir_change(from->first, from->second);
+  std::optional<DirChange> to_change;
+  if (to->first != from->first) to_change = co_await begin_dir_change(to->first, to->second);
   Status st = co_await io::Ring::current().renameat2(from->second->get(), n1.c_str(),
                                                      to->second->get(), n2.c_str(), flags);
   if (!st) co_return st;
+  co_await end_dir_change(from_change);
+  if (to_change) co_await end_dir_change(*to_change);
 
   store_.rename_alias(from->first, name, to->first, new_name, exchange);
   if (replaced && replaced_fd) {

@@ -157,6 +157,37 @@ TEST_CASE("passthrough: a record edited on the host is seen at the next getattr"
   CHECK(a.mode == (S_IFREG | 0600));
 }
 
+TEST_CASE("passthrough: a directory's cached record follows the guest's own entry changes",
+          "[passthrough][record]") {
+  // The kernel asks for a directory's attributes after every create or unlink in it; its ctime
+  // moved, but only through our own change, so no record re-read (a blocking-pool job) is due.
+  TestFs t;
+  Entry d = t.mkdir_ok(root, "d", 0750);
+  CHECK(t.attr(d.ino).mode == (S_IFDIR | 0750));
+  sandfs::io::Ring& ring = sandfs::test::thread_runner().ring();
+  Entry x = t.file(d.ino, "x");
+  REQUIRE(t.mkdir(d.ino, "sub").ok());
+  REQUIRE(t.rename(d.ino, "x", d.ino, "y").ok());
+  REQUIRE(t.unlink(d.ino, "y").ok());
+  (void)x;
+  const uint64_t jobs = ring.stats().pool_jobs;
+  CHECK(t.attr(d.ino).mode == (S_IFDIR | 0750));
+  CHECK(ring.stats().pool_jobs == jobs);
+
+  // A host edit of the record is still seen: it moves the ctime without us.
+  plant(t, "d", record_bytes(5, 6, S_IFDIR | 0700));
+  Attr a = t.attr(d.ino);
+  CHECK(a.uid == 5);
+  CHECK(a.gid == 6);
+  CHECK(a.mode == (S_IFDIR | 0700));
+  // And after a guest change that follows a host edit, the host's record stands.
+  plant(t, "d", record_bytes(7, 8, S_IFDIR | 0711));
+  t.file(d.ino, "z");
+  a = t.attr(d.ino);
+  CHECK(a.uid == 7);
+  CHECK(a.mode == (S_IFDIR | 0711));
+}
+
 TEST_CASE("passthrough: the guest can neither read write remove nor list the record",
           "[passthrough][record][xattr]") {
   TestFs t;
