@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -101,6 +102,19 @@ std::string describe(const MountCommand& c, const fuse_dev::FuseMount& mount,
   return s;
 }
 
+// Every open guest file is a host fd, plus the O_PATH fds of hot inodes: the usual soft limit of
+// 1024 runs out long before the guest's own limits do. Raise it to the hard limit, as a server
+// is expected to (the hard limit stays the operator's cap).
+void raise_fd_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  const rlim_t before = lim.rlim_cur;
+  lim.rlim_cur = lim.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &lim) == 0) {
+    SANDFS_LOG(debug) << "open file limit raised from " << before << " to " << lim.rlim_cur;
+  }
+}
+
 void write_all(int fd, const char* data, size_t size) {
   while (size > 0) {
     const ssize_t n = ::write(fd, data, size);
@@ -115,6 +129,7 @@ void write_all(int fd, const char* data, size_t size) {
 
 int run_mount(const MountCommand& c) {
   log::set_level(c.log_level);
+  raise_fd_limit();
   if (c.ready_fd && ::fcntl(*c.ready_fd, F_GETFD) < 0) {
     std::fprintf(stderr, "sandfsd mount: --ready-fd %d: not an open file descriptor\n",
                  *c.ready_fd);

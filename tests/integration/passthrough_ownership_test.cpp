@@ -409,6 +409,14 @@ TEST_CASE("stat virtualization relaxed: records as strict / real host symlinks",
   CHECK(host_perm(m, "f") == 0600);
   SYS(::symlink("f", m.path("l").c_str()));
   CHECK(S_ISLNK(lstat_of(m.host("l")).st_mode));
+  // A real host symlink has no record: it shows the host's owner; a chown to that owner is a
+  // no-op that succeeds (tar -x and cp -a as root do it for every link), a real change is EPERM.
+  const struct stat link_st = lstat_of(m.path("l"));
+  CHECK(link_st.st_uid == lstat_of(m.host("l")).st_uid);
+  SYS(::lchown(m.path("l").c_str(), link_st.st_uid, link_st.st_gid));
+  SYS(::lchown(m.path("l").c_str(), static_cast<uid_t>(-1), link_st.st_gid));
+  CHECK_ERRNO(EPERM, ::lchown(m.path("l").c_str(), link_st.st_uid + 1, link_st.st_gid));
+  CHECK(lstat_of(m.path("l")).st_uid == link_st.st_uid);
   SYS(::mknod(m.path("fifo").c_str(), S_IFIFO | 0600, 0));
   check_record(m, "fifo", ::geteuid(), ::getegid(), S_IFIFO | 0600);
   struct stat st {};

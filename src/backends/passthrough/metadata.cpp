@@ -132,6 +132,14 @@ Task<Result<AttrReply>> PassthroughFs::setattr(const RequestContext& ctx, InodeI
     host_mode.reset();  // only regular files and directories ever follow the guest
   }
   const bool set_times = set_atime || set_mtime;
+  // A real host symlink (relaxed and off modes, or one made on the host) cannot carry a record:
+  // user xattrs are not allowed on symlinks. A chown to the owner it already shows changes
+  // nothing and succeeds (tar -x and cp -a as root do exactly that); any real change, and any
+  // chmod (Linux has no lchmod either), is EPERM.
+  if (host_type == S_IFLNK && new_rec && !set_mode && new_rec->uid == view.uid &&
+      new_rec->gid == view.gid && new_rec->mode == view.mode) {
+    new_rec.reset();
+  }
   if (host_type == S_IFLNK && (host_mode || new_rec)) co_return Errno{EPERM};
 
   // ---- apply: one blocking job, host mode before the record so a failure leaves no half ----
@@ -266,9 +274,12 @@ Task<Status> PassthroughFs::access(const RequestContext& ctx, InodeId ino, uint3
   co_return ok_status();
 }
 
-Task<Result<StatFs>> PassthroughFs::statfs(const RequestContext&, InodeId ino) {
+Task<Result<StatFs>> PassthroughFs::statfs(const RequestContext& ctx, InodeId ino) {
   Result<std::shared_ptr<Inode>> n = inode_of(ino);
   if (!n) co_return Errno{n.error()};
+  // Right after mount the quota is still counting the tree: answer what is really left, like
+  // the writes that wait for the count, rather than a cap that looks all free.
+  if (Status ready = co_await wait_quota_ready(ctx); !ready) co_return Errno{ready.error()};
   Result<SharedFd> fd = co_await fd_of(*n);
   if (!fd) co_return Errno{fd.error()};
   struct statfs host {};
