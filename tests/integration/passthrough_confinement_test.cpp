@@ -249,16 +249,16 @@ TEST_CASE("a host process swapping a directory for a symlink never lets the gues
               ++creates;
               ::close(fd);
             }
-            ::mkdir((p + "/dir-" + n).c_str(), 0755);
-            ::symlink("x", (p + "/ln-" + n).c_str());
-            ::mknod((p + "/fifo-" + n).c_str(), S_IFIFO | 0644, 0);
+            creates += ::mkdir((p + "/dir-" + n).c_str(), 0755) == 0;
+            creates += ::symlink("x", (p + "/ln-" + n).c_str()) == 0;
+            creates += ::mknod((p + "/fifo-" + n).c_str(), S_IFIFO | 0644, 0) == 0;
             ::truncate((p + "/canary").c_str(), 0);
             ::unlink((p + "/secret").c_str());
             ::rename((p + "/new-" + n).c_str(), (p + "/renamed-" + n).c_str());
           }
           if (escapes > 10) break;
         }
-        if (creates == 0) c += "no create succeeded at all in 4 s (the test proves nothing)\n";
+        if (creates == 0) c += "nothing was created at all in 4 s (the test proves nothing)\n";
       });
       ::kill(swapper, SIGKILL);
       ::waitpid(swapper, nullptr, 0);
