@@ -8,7 +8,8 @@
 #     FIO_SIZE file (with the final fsync, at most SEQWRITE_SECONDS); 4 KiB random read and
 #     random write of the first file for RANDOM_SECONDS each (the write with the final fsync);
 #   metadata (bench/metabench, 1 thread): create / stat warm (10 passes) / stat cold (after
-#     drop_caches) / unlink of FILES empty files in one directory;
+#     drop_caches) / unlink of FILES empty files in one directory; and stat cold again with 4
+#     threads (stat_cold_4t: how a server does with concurrent cold lookups);
 #   `ls -l` of a directory of LS_ENTRIES empty files made once at the start, cold (after
 #     drop_caches) and warm;
 #   untar: `tar -x` of a tarball of /usr/include (without boost/, ~9,000 entries, ~116 MB) made
@@ -35,7 +36,7 @@ args="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --only) IFS=, read -r -a columns <<<"$2"; shift 2 ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -206,6 +207,8 @@ run_column() {
   R[$c,stat_warm]=$("$METABENCH" stat "$d/meta" "$FILES" 1 10 | field ops_per_s)
   drop_caches 2
   R[$c,stat_cold]=$("$METABENCH" stat "$d/meta" "$FILES" 1 | field ops_per_s)
+  drop_caches 2
+  R[$c,stat_cold_4t]=$("$METABENCH" stat "$d/meta" "$FILES" 4 | field ops_per_s)
   R[$c,unlink]=$("$METABENCH" unlink "$d/meta" "$FILES" 1 | field ops_per_s)
   rmdir "$d/meta"
 
@@ -230,7 +233,7 @@ done
 elapsed=$(($(date +%s) - start))
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-jobs=(seqread_cold seqread_warm seqwrite randread randwrite create stat_warm stat_cold unlink
+jobs=(seqread_cold seqread_warm seqwrite randread randwrite create stat_warm stat_cold stat_cold_4t unlink
   ls_cold ls_warm untar)
 unit() {
   case "$1" in
