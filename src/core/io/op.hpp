@@ -44,6 +44,7 @@ enum class OpCode : uint8_t {
   mkdirat,
   symlinkat,
   linkat,
+  getxattr,  // path-based, following the last component (a /proc/self/fd magic link)
   blocking,  // `fn` on the blocking pool
 };
 
@@ -55,13 +56,14 @@ struct Call {
   int fd = -1;                  // fd, dirfd, old_dirfd (rename/link) or new_dirfd (symlinkat)
   int fd2 = -1;                 // new_dirfd (rename/link)
   const char* path = nullptr;   // path, old_path or symlink target
-  const char* path2 = nullptr;  // new_path (rename/link) or link path (symlinkat)
+  const char* path2 = nullptr;  // new_path (rename/link), link path (symlinkat), xattr name
   const iovec* iov = nullptr;
   unsigned iov_count = 0;
   unsigned mode = 0;  // statx mask, mkdirat mode, fallocate mode, fsync: 1 = datasync
   int flags = 0;      // *at flags
   uint64_t offset = 0;
-  uint64_t length = 0;          // fallocate
+  uint64_t length = 0;          // fallocate; getxattr: the value buffer's size
+  void* value = nullptr;        // getxattr: the value buffer
   open_how how{};               // openat2: a copy, so the caller's may be a temporary
   struct statx* stx = nullptr;  // statx: points into the op record
   std::function<long()> fn;     // blocking

@@ -229,6 +229,20 @@ class Ring {
     return initiate<Status>(std::move(c), std::forward<Token>(token));
   }
 
+  // getxattr(2) of `path` (the last component followed: meant for /proc/self/fd/N magic links
+  // to an O_PATH fd's object, which the *xattrat calls do not accept): the value's length, or
+  // an errno (ENODATA: no such attribute, ERANGE: `size` too small). io_uring hands it to an
+  // io-wq worker, a cheaper trip than the blocking pool. `size` at most 64 KiB.
+  template <class Token = DefaultToken>
+  auto getxattr(const char* path, const char* name, void* value, size_t size, Token&& token = {}) {
+    detail::Call c{.code = detail::OpCode::getxattr,
+                   .path = path,
+                   .path2 = name,
+                   .length = size,
+                   .value = value};
+    return initiate<Result<long>>(std::move(c), std::forward<Token>(token));
+  }
+
   // Syscalls io_uring has no opcode for (fchmodat, utimensat, copy_file_range, getdents64, ...)
   // run here: `fn` runs on the blocking pool (also when the ring uses io_uring) and must return
   // a long (>= 0) or -errno; the result is delivered on the ring's io_context. `fn` must not

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -94,6 +95,9 @@ long run_syscall(Call& c) {
       break;
     case OpCode::linkat:
       r = ::linkat(c.fd, c.path, c.fd2, c.path2, c.flags);
+      break;
+    case OpCode::getxattr:
+      r = ::getxattr(c.path, c.path2, c.value, c.length);
       break;
     case OpCode::blocking:
       return call_blocking(c);

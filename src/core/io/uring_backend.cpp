@@ -55,7 +55,7 @@ constexpr unsigned preferred_setup_flags = IORING_SETUP_COOP_TASKRUN | IORING_SE
 // handlers (a getattr in another mount must not wait behind a long chain of reads).
 constexpr unsigned reap_budget = 128;
 
-constexpr std::array<std::pair<OpCode, std::array<int, 2>>, 12> opcodes_needed{{
+constexpr std::array<std::pair<OpCode, std::array<int, 2>>, 13> opcodes_needed{{
     {OpCode::preadv, {IORING_OP_READV, IORING_OP_READ}},
     {OpCode::pwritev, {IORING_OP_WRITEV, IORING_OP_WRITE}},
     {OpCode::fsync, {IORING_OP_FSYNC, IORING_OP_FSYNC}},
@@ -68,6 +68,7 @@ constexpr std::array<std::pair<OpCode, std::array<int, 2>>, 12> opcodes_needed{{
     {OpCode::mkdirat, {IORING_OP_MKDIRAT, IORING_OP_MKDIRAT}},
     {OpCode::symlinkat, {IORING_OP_SYMLINKAT, IORING_OP_SYMLINKAT}},
     {OpCode::linkat, {IORING_OP_LINKAT, IORING_OP_LINKAT}},
+    {OpCode::getxattr, {IORING_OP_GETXATTR, IORING_OP_GETXATTR}},
 }};
 
 void prep(io_uring_sqe* sqe, Call& c) {
@@ -119,6 +120,10 @@ void prep(io_uring_sqe* sqe, Call& c) {
       return;
     case OpCode::linkat:
       io_uring_prep_linkat(sqe, c.fd, c.path, c.fd2, c.path2, c.flags);
+      return;
+    case OpCode::getxattr:
+      io_uring_prep_getxattr(sqe, c.path2, static_cast<char*>(c.value), c.path,
+                             static_cast<unsigned>(c.length));
       return;
     case OpCode::blocking:
       break;

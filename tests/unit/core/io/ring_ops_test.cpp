@@ -4,6 +4,7 @@
 #include <linux/falloc.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <array>
@@ -226,6 +227,39 @@ TEST_CASE("io::Ring fstatx: in-core calls run on the ring's thread, complete thr
   ctx.restart();
   ctx.run();
   CHECK(done);
+  ::close(fd);
+}
+
+TEST_CASE("io::Ring getxattr through a /proc/self/fd magic link", "[io]") {
+  const Ring::Mode mode = any_mode();
+  INFO("mode " << mode_name(mode));
+  TempDir dir;
+  asio::io_context ctx;
+  Ring ring(ctx, 16, mode);
+  const int fd = ::openat(dir.fd(), "f", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  REQUIRE(fd >= 0);
+  const int opath = ::openat(dir.fd(), "f", O_PATH | O_CLOEXEC);
+  REQUIRE(opath >= 0);
+  const bool have_xattrs = ::fsetxattr(fd, "user.sandfs.test", "hello", 5, 0) == 0;
+  const std::string path = "/proc/self/fd/" + std::to_string(opath);
+  run_coro(ctx, [&]() -> Task<void> {
+    char buf[64];
+    if (have_xattrs) {
+      auto n = co_await ring.getxattr(path.c_str(), "user.sandfs.test", buf, sizeof buf);
+      REQUIRE(n.ok());
+      CHECK(std::string(buf, static_cast<size_t>(*n)) == "hello");
+      auto small = co_await ring.getxattr(path.c_str(), "user.sandfs.test", buf, 2);
+      CHECK(small.error() == ERANGE);
+      auto size = co_await ring.getxattr(path.c_str(), "user.sandfs.test", nullptr, 0);
+      REQUIRE(size.ok());
+      CHECK(*size == 5);
+    }
+    auto missing = co_await ring.getxattr(path.c_str(), "user.sandfs.none", buf, sizeof buf);
+    CHECK(missing.error() == (have_xattrs ? ENODATA : EOPNOTSUPP));
+    auto no_file = co_await ring.getxattr("/proc/self/fd/999999", "user.x", buf, sizeof buf);
+    CHECK(no_file.error() == ENOENT);
+  }());
+  ::close(opath);
   ::close(fd);
 }
 
