@@ -92,12 +92,25 @@ Task<void> PassthroughFs::read_records(std::span<Probe> probes) {
   for (const Probe& p : probes)
     any = any || (p.error == 0 && p.need_record);
   if (!any) co_return;
-  Result<long> done = co_await io::Ring::current().run_blocking([&]() -> long {
-    for (Probe& p : probes) {
-      if (p.error == 0 && p.need_record) p.record_raw = read_record_raw(*p.record_fd, p.record_buf);
+  if (probes.size() == 1) {
+    // One lookup: one io ring getxattr, cheaper than a trip to the blocking pool; a batch
+    // (readdirplus) shares one pool job instead.
+    Probe& p = probes[0];
+    if (p.error == 0 && p.need_record) {
+      p.record_raw = co_await read_record_ring(*p.record_fd, p.record_buf);
     }
-    return 0;
-  });
+  }
+  Result<long> done = 0L;
+  if (probes.size() > 1) {
+    done = co_await io::Ring::current().run_blocking([&]() -> long {
+      for (Probe& p : probes) {
+        if (p.error == 0 && p.need_record) {
+          p.record_raw = read_record_raw(*p.record_fd, p.record_buf);
+        }
+      }
+      return 0;
+    });
+  }
   for (Probe& p : probes) {
     if (p.error != 0 || !p.need_record) continue;
     if (!done) {

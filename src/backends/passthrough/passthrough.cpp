@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -201,6 +202,17 @@ long PassthroughFs::read_record_raw(const HostFd& fd, char (&buf)[record_read_bu
                           sizeof buf);
 }
 
+Task<long> PassthroughFs::read_record_ring(const HostFd& fd,
+                                           char (&buf)[record_read_buffer]) const {
+  // getxattr through the magic link reaches exactly the object the O_PATH fd holds (records are
+  // only read for regular files and directories, so following it cannot land anywhere else).
+  char path[32] = "/proc/self/fd/";
+  std::strncat(path, fd.proc_name(), sizeof path - std::strlen(path) - 1);
+  Result<long> n =
+      co_await io::Ring::current().getxattr(path, config_.stat_xattr.c_str(), buf, sizeof buf);
+  co_return n ? *n : -static_cast<long>(n.error());
+}
+
 RecordCache PassthroughFs::make_record_cache(long n, const char (&buf)[record_read_buffer],
                                              const struct statx& stx) const {
   const uint32_t host_type = stx.stx_mode & S_IFMT;
@@ -250,9 +262,7 @@ Task<Result<RecordCache>> PassthroughFs::record_of(Inode& n, const HostFd& fd,
     }
   }
   char buf[record_read_buffer];
-  Result<long> raw =
-      co_await io::Ring::current().run_blocking([&]() -> long { return read_record_raw(fd, buf); });
-  const long count = raw.ok() ? *raw : -static_cast<long>(raw.error());
+  const long count = co_await read_record_ring(fd, buf);
   RecordCache rc = make_record_cache(count, buf, stx);
   // Transient errors (EACCES, ENOMEM, ...) are not cached; corrupt and absent records are.
   if (rc.state != RecordCache::State::corrupt || rc.error == EIO) {

@@ -224,6 +224,8 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
   Task<Result<RecordCache>> record_of(Inode& n, const HostFd& fd, const struct statx& stx);
   // Raw record read, for blocking jobs: the byte count or -errno, value in `buf`.
   long read_record_raw(const HostFd& fd, char (&buf)[record_read_buffer]) const;
+  // The same as one io ring operation (an io-wq trip rather than a blocking-pool job).
+  Task<long> read_record_ring(const HostFd& fd, char (&buf)[record_read_buffer]) const;
   // A raw read turned into a record cache entry for an object of `host_type`.
   RecordCache make_record_cache(long n, const char (&buf)[record_read_buffer],
                                 const struct statx& stx) const;
