@@ -94,6 +94,7 @@ struct Session::Dispatch {
   ReplyChannel& ch;
   const RawRequest& req;
   RequestContext ctx;
+  const IoVecs* trailing = nullptr;  // a WRITE's data kept by the transport (handle_write)
   int error = 0;
   bool replied = false;
 
@@ -215,8 +216,20 @@ Task<void> Session::shutdown() {
 }
 
 Task<void> Session::handle(std::span<const std::byte> message, ReplyChannel& reply) {
+  co_await handle_message(message, nullptr, reply);
+}
+
+Task<void> Session::handle_write(std::span<const std::byte> message, const IoVecs& data,
+                                 ReplyChannel& reply) {
+  co_await handle_message(message, &data, reply);
+}
+
+Task<void> Session::handle_message(std::span<const std::byte> message, const IoVecs* trailing,
+                                   ReplyChannel& reply) {
   RawRequest req;
-  if (auto err = split_request(message, req)) {
+  std::optional<DecodeError> bad = split_request(message, req, trailing ? trailing->size : 0);
+  if (!bad && trailing && req.header.opcode != FUSE_WRITE) bad = DecodeError::bad_length;
+  if (auto err = bad) {
     stats_.add_malformed();
     SANDFS_LOG(debug) << options_.name << ": malformed request ("
                       << (*err == DecodeError::too_short ? "short" : "bad length") << ", "
@@ -281,6 +294,7 @@ Task<void> Session::handle(std::span<const std::byte> message, ReplyChannel& rep
 
   volatile bool interrupted = false;
   Dispatch d{*this, reply, req, RequestContext{}};
+  d.trailing = trailing;
   d.ctx.uid = req.header.uid;
   d.ctx.gid = req.header.gid;
   d.ctx.pid = req.header.pid;
@@ -661,12 +675,20 @@ Task<void> Session::Dispatch::op_read(ArgReader& r) {
 Task<void> Session::Dispatch::op_write(ArgReader& r) {
   fuse_write_in in{};
   if (!arg(r, in) || !offset_ok(in.offset)) co_return;
-  std::span<const std::byte> data;
-  if (in.size > s.options_.max_write || !r.read_bytes(in.size, data)) {
-    co_return reply_error(EINVAL);
+  if (in.size > s.options_.max_write) co_return reply_error(EINVAL);
+  iovec v{};
+  IoVecs src;
+  if (trailing) {
+    // The data stayed in the transport's memory: exactly in.size bytes, nothing else after
+    // fuse_write_in.
+    if (r.size() != 0 || trailing->size != in.size) co_return reply_error(EINVAL);
+    src = *trailing;
+  } else {
+    std::span<const std::byte> data;
+    if (!r.read_bytes(in.size, data)) co_return reply_error(EINVAL);
+    v = iovec{const_cast<std::byte*>(data.data()), data.size()};
+    src = IoVecs{std::span<const iovec>(&v, 1), data.size()};
   }
-  iovec v{const_cast<std::byte*>(data.data()), data.size()};
-  IoVecs src{std::span<const iovec>(&v, 1), data.size()};
   auto res = co_await fs().write(ctx, node(), in.fh, in.offset, src,
                                  (in.write_flags & FUSE_WRITE_KILL_SUIDGID) != 0);
   if (!res) co_return reply_error(res.error());

@@ -87,6 +87,12 @@ class Session {
   // Handles one complete FUSE message (fuse_in_header first). `message` and `reply` must stay
   // valid until the returned awaitable completes. Never throws.
   Task<void> handle(std::span<const std::byte> message, ReplyChannel& reply);
+  // The same for a FUSE_WRITE whose data the transport leaves where it is (guest memory):
+  // `message` holds the header and fuse_write_in, `data` the payload that follows them
+  // (header.len counts both). The backend writes straight from `data`. Any other opcode, or
+  // lengths that disagree, is answered EINVAL like a malformed message.
+  Task<void> handle_write(std::span<const std::byte> message, const IoVecs& data,
+                          ReplyChannel& reply);
 
   // Size a transport's receive buffer must have to hold any request the kernel may send.
   size_t request_buffer_size() const;
@@ -113,6 +119,8 @@ class Session {
  private:
   struct Dispatch;
   friend struct Dispatch;
+  Task<void> handle_message(std::span<const std::byte> message, const IoVecs* trailing,
+                            ReplyChannel& reply);
   class InFlight;
 
   std::shared_ptr<Filesystem> fs_;

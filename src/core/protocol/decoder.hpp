@@ -94,11 +94,22 @@ enum class DecodeError {
 
 // Splits a message. On failure returns the error and, where the header was readable, fills
 // `header` so the caller can still answer with the request's unique id.
-inline std::optional<DecodeError> split_request(std::span<const std::byte> message,
-                                                RawRequest& out) {
+// `trailing`: bytes of the request that the transport keeps outside `message` (a WRITE's data
+// left in guest memory); then header.len must be exactly message.size() + trailing and the
+// request may carry no extensions.
+inline std::optional<DecodeError> split_request(std::span<const std::byte> message, RawRequest& out,
+                                                size_t trailing = 0) {
   if (message.size() < sizeof(fuse_in_header)) return DecodeError::too_short;
   std::memcpy(&out.header, message.data(), sizeof(fuse_in_header));
   const uint64_t len = out.header.len;
+  if (trailing > 0) {
+    if (len != uint64_t{message.size()} + trailing || out.header.total_extlen != 0) {
+      return DecodeError::bad_length;
+    }
+    out.args = message.subspan(sizeof(fuse_in_header));
+    out.extensions = {};
+    return std::nullopt;
+  }
   if (len < sizeof(fuse_in_header) || len > message.size()) return DecodeError::bad_length;
   auto body = message.subspan(sizeof(fuse_in_header), len - sizeof(fuse_in_header));
   const size_t ext = size_t{out.header.total_extlen} * 8;

@@ -112,6 +112,7 @@ class FakeFs : public Filesystem {
   uint32_t last_umask = 99;
   int lookups = 0;
   int writes = 0;
+  const void* last_write_base = nullptr;
   bool throw_bad_alloc = false;
   bool throw_runtime = false;
   int readdir_entries = 0;
@@ -168,6 +169,7 @@ class FakeFs : public Filesystem {
   Task<Result<size_t>> write(const RequestContext&, InodeId, HandleId, uint64_t, const IoVecs& src,
                              bool) override {
     ++writes;
+    last_write_base = src.iov.empty() ? nullptr : src.iov[0].iov_base;
     co_return src.size;
   }
   Task<Status> readdir(const RequestContext&, InodeId, HandleId, uint64_t offset,
@@ -416,6 +418,43 @@ TEST_CASE("WRITE whose size lies about its payload is refused", "[session]") {
   in.size = (2u << 20);  // more than max_write
   h.send(Msg(FUSE_WRITE).add(in).done());
   CHECK(h.ch.header().error == -EINVAL);
+}
+
+TEST_CASE("handle_write: the data stays where the transport keeps it", "[session]") {
+  Harness h;
+  std::string data(10, 'y');
+  iovec v{data.data(), data.size()};
+  const IoVecs payload{std::span<const iovec>(&v, 1), data.size()};
+  fuse_write_in in{};
+  in.size = 10;
+  auto send_write = [&](const std::vector<std::byte>& msg, const IoVecs& d) {
+    h.ch.replies.clear();
+    asio::co_spawn(h.io, h.session->handle_write(msg, d, h.ch), asio::detached);
+    h.io.run();
+    h.io.restart();
+  };
+  const uint32_t full = sizeof(fuse_in_header) + sizeof(fuse_write_in) + 10;
+  send_write(Msg(FUSE_WRITE).add(in).done(full), payload);
+  CHECK(h.ch.header().error == 0);
+  CHECK(h.ch.body<fuse_write_out>().size == 10);
+  CHECK(h.fs->writes == 1);
+  CHECK(h.fs->last_write_base == data.data());  // no copy in between
+
+  // Lengths that disagree, data in the message as well, or another opcode: EINVAL, no write.
+  send_write(Msg(FUSE_WRITE).add(in).done(full + 1), payload);
+  CHECK(h.ch.header().error == -EINVAL);
+  in.size = 11;
+  send_write(Msg(FUSE_WRITE).add(in).done(full), payload);
+  CHECK(h.ch.header().error == -EINVAL);
+  in.size = 10;
+  send_write(Msg(FUSE_WRITE).add(in).str(std::string(4, 'z'), false).done(full + 4), payload);
+  CHECK(h.ch.header().error == -EINVAL);
+  send_write(Msg(FUSE_GETATTR)
+                 .add(fuse_getattr_in{})
+                 .done(sizeof(fuse_in_header) + sizeof(fuse_getattr_in) + 10),
+             payload);
+  CHECK(h.ch.header().error == -EINVAL);
+  CHECK(h.fs->writes == 1);
 }
 
 TEST_CASE("FORGET and BATCH_FORGET reach the backend and send no reply", "[session]") {
