@@ -979,6 +979,90 @@ TEST_CASE("a reply buffer too small for the reply is completed with 0 bytes",
   check_queue_serves(g, 1);
 }
 
+// A WRITE's data is not copied out of guest memory: the sizes the guest states must agree with
+// the chain exactly, and data spread over several buffers in both regions must land in order.
+TEST_CASE("WRITE data taken from guest memory is bounded by what the guest states",
+          "[vhost_user_sim][hostile]") {
+  SimServer server(1);
+  Guest g(server.path());
+  GuestRam& ram = g.frontend.ram();
+  DriverQueue& q = g.frontend.queue(1);
+  auto c = g.fuse.create(root_id, "w");
+  REQUIRE(c.ok());
+  const uint64_t ino = c.value.entry.nodeid, fh = c.value.open.fh;
+  const auto data = pattern(3000, 11);
+
+  // Sends a WRITE at offset 0 whose header says `in_len` and fuse_write_in says `size`, with
+  // the data cut into `pieces` buffers alternating between the regions. Returns the reply.
+  auto write = [&](uint32_t in_len, uint32_t size, std::vector<size_t> pieces) {
+    fuse_in_header h{};
+    h.len = in_len;
+    h.opcode = FUSE_WRITE;
+    h.unique = 9401;
+    h.nodeid = ino;
+    fuse_write_in w{};
+    w.fh = fh;
+    w.size = size;
+    const uint64_t head = ram.alloc(sizeof h + sizeof w), out = ram.alloc(24);
+    ram.write(head, bytes_of(h));
+    ram.write(head + sizeof h, bytes_of(w));
+    std::vector<Buffer> buffers{{head, sizeof h + sizeof w, false}};
+    size_t off = 0;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      const uint64_t gpa = ram.alloc(pieces[i], 1, i % 2);
+      ram.write(gpa, std::span(data).subspan(off, pieces[i]));
+      buffers.push_back({gpa, static_cast<uint32_t>(pieces[i]), false});
+      off += pieces[i];
+    }
+    buffers.push_back({out, 24, true});
+    const uint16_t id = publish_raw_chain(q, buffers);
+    auto used = g.frontend.wait_raw_used(1, id, 5000ms);
+    REQUIRE(used);
+    fuse_out_header oh{};
+    fuse_write_out wo{};
+    if (*used >= 16) ram.read(out, std::as_writable_bytes(std::span(&oh, 1)));
+    if (*used >= 24) ram.read(out + 16, std::as_writable_bytes(std::span(&wo, 1)));
+    CHECK(oh.unique == 9401);
+    return std::make_pair(oh.error, wo.size);
+  };
+  constexpr uint32_t prefix = sizeof(fuse_in_header) + sizeof(fuse_write_in);
+  auto size_now = [&] {
+    auto a = g.fuse.getattr(ino);
+    REQUIRE(a.ok());
+    return a.value.attr.size;
+  };
+
+  SECTION("data in three buffers across both regions") {
+    auto [err, n] = write(prefix + 3000, 3000, {1000, 1, 1999});
+    CHECK(err == 0);
+    CHECK(n == 3000);
+    auto back = g.fuse.read(ino, fh, 0, 4096);
+    REQUIRE(back.ok());
+    CHECK(checksum(back.value) == checksum(data));
+  }
+  SECTION("fuse_write_in.size larger than the data") {
+    CHECK(write(prefix + 100, 3000, {100}).first == -EINVAL);
+    CHECK(size_now() == 0);
+  }
+  SECTION("fuse_write_in.size smaller than the data") {
+    CHECK(write(prefix + 3000, 100, {3000}).first == -EINVAL);
+    CHECK(size_now() == 0);
+  }
+  SECTION("fuse_in_header.len larger than the chain") {
+    CHECK(write(prefix + 3000 + 4096, 3000, {3000}).first == -EINVAL);
+    CHECK(size_now() == 0);
+  }
+  SECTION("fuse_in_header.len smaller than the chain") {
+    CHECK(write(prefix + 10, 10, {3000}).first == -EINVAL);
+    CHECK(size_now() == 0);
+  }
+  SECTION("fuse_write_in.size past max_write") {
+    CHECK(write(prefix + 100, 0x80000000u, {100}).first == -EINVAL);
+    CHECK(size_now() == 0);
+  }
+  check_queue_serves(g, 1);
+}
+
 TEST_CASE("avail idx far ahead stops that queue only", "[vhost_user_sim][hostile]") {
   SimServer server(2);
   FrontendOptions o = quick();
