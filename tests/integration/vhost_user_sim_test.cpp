@@ -1242,6 +1242,33 @@ TEST_CASE("random chains and a guest rewriting its descriptors do no harm",
   check_fresh_connection(server.path());
 }
 
+// Two rings given one blocking eventfd as their kick are both woken by one kick: the first
+// read(2) empties it, and a blocking second read would hold the io thread (every ring and
+// connection on it) until the next kick. Asio makes a descriptor non-blocking at its first wait;
+// this pins that the queue's read relies on it safely.
+TEST_CASE("one kick eventfd shared by two rings does not stall the server thread",
+          "[vhost_user_sim][hostile]") {
+  SimServer server(2, 1, 1);  // one io thread
+  FrontendOptions o = quick();
+  o.request_queues = 2;
+  o.timeout = 2000ms;
+  Guest g(server.path(), o);
+  UniqueFd kick(::eventfd(0, EFD_CLOEXEC));  // blocking, unlike QEMU's
+  REQUIRE(kick);
+  for (uint64_t index : {1, 2}) {
+    const int fd = kick.get();
+    REQUIRE(g.frontend.send_with_ack(vu::Request::set_vring_kick, bytes_of(index),
+                                     std::span(&fd, 1)) == 0);
+  }
+  const uint64_t one = 1;
+  REQUIRE(::write(kick.get(), &one, 8) == 8);
+  std::this_thread::sleep_for(50ms);  // both rings wake up and read
+  CHECK_NOTHROW(g.frontend.get_features());
+  CHECK_NOTHROW(check_fresh_connection(server.path()));
+  // Unblocks a server that did block, so that a failure here ends instead of hanging.
+  REQUIRE(::write(kick.get(), &one, 8) == 8);
+}
+
 // ---- hostile messages -------------------------------------------------------------------------
 
 // A connection that has been through the handshake, for messages sent mid-session.
