@@ -8,6 +8,7 @@
 // a connection ends; that many guests at once each get their own, correct filesystem.
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -615,24 +616,44 @@ TEST_CASE("stop ends connections accepted while it runs", "[vhost_user_sim]") {
   }
 }
 
-TEST_CASE("64 guests at once each get a correct filesystem of their own", "[vhost_user_sim]") {
-  constexpr unsigned guests = 64;
-  SimServer server(2, 4);
-  std::atomic<unsigned> ok{0};
+// `guests` simulated VMs, each on its own connection and thread, spread over `sockets` sockets
+// of one server: all connected and initialised before any starts its workload, and all still
+// connected until every one has finished it.
+void many_guests(unsigned guests, unsigned sockets) {
+  // About 16 fds per guest between the frontend and the server.
+  rlimit nofile{};
+  ::getrlimit(RLIMIT_NOFILE, &nofile);
+  if (nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  SimServer server(2, sockets);
+  std::atomic<unsigned> ok{0}, connected{0}, finished{0};
+  // Everyone arrives (a failed guest too, so that nobody waits for it), or 30 s pass.
+  auto all_at = [&](std::atomic<unsigned>& count) {
+    ++count;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (count.load() < guests && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);
+  };
   std::vector<std::string> failures(guests);
   std::vector<std::thread> threads;
   for (unsigned i = 0; i < guests; ++i) {
     threads.emplace_back([&, i] {
+      bool arrived = false, done = false;
       try {
         FrontendOptions o = quick(FrontendOptions{});
         o.regions = {{0x0, 1u << 20}, {0x40000000, 1u << 20}};
         o.queue_size = 64;
         o.request_queues = 1 + i % 2;
-        o.timeout = 20000ms;
-        Frontend f(server.path(i % 4), o);
+        o.timeout = 30000ms;
+        o.name = "sandfs-sim-guest";
+        Frontend f(server.path(i % sockets), o);
         f.handshake();
         FuseGuest fs(f, 1 + i % 2);
         fs.init();
+        arrived = true;
+        all_at(connected);
         auto dir = fs.mkdir(root_id, "guest" + std::to_string(i));
         if (!dir.ok()) throw FrontendError("mkdir");
         auto c = fs.create(dir.value.nodeid, "data");
@@ -649,10 +670,14 @@ TEST_CASE("64 guests at once each get a correct filesystem of their own", "[vhos
         if (fs.unlink(dir.value.nodeid, "data") != 0) throw FrontendError("unlink");
         if (fs.lookup(dir.value.nodeid, "data").error != ENOENT) throw FrontendError("lookup");
         if (fs.rmdir(root_id, "guest" + std::to_string(i)) != 0) throw FrontendError("rmdir");
-        f.disconnect();
+        done = true;
+        all_at(finished);
+        f.shutdown();
         ++ok;
       } catch (const std::exception& e) {
         failures[i] = e.what();
+        if (!arrived) all_at(connected);
+        if (!done) all_at(finished);
       }
     });
   }
@@ -664,10 +689,18 @@ TEST_CASE("64 guests at once each get a correct filesystem of their own", "[vhos
   }
   CHECK(ok == guests);
   uint64_t connections = 0;
-  for (unsigned s = 0; s < 4; ++s)
+  for (unsigned s = 0; s < sockets; ++s)
     connections += server.totals(s).connections;
   CHECK(connections == guests);
   CHECK(server.bad_chains() == 0);
+}
+
+TEST_CASE("64 guests at once each get a correct filesystem of their own", "[vhost_user_sim]") {
+  many_guests(64, 4);
+}
+
+TEST_CASE("256 guests at once on one socket", "[vhost_user_sim]") {
+  many_guests(256, 1);
 }
 
 // ---- hostile descriptors ----------------------------------------------------------------------
