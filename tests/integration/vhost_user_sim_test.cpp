@@ -1458,6 +1458,52 @@ TEST_CASE("rings outside guest memory are not started and the connection goes on
   CHECK(r->error() == 0);
 }
 
+// Rings the frontend may legally describe but that make no sense: the three parts on top of one
+// another, or a size larger than the driver laid out (the parts then run into whatever follows
+// them). The server may serve garbage from them, but only within guest memory, and the
+// connection's other rings, its control channel and other connections are unaffected.
+TEST_CASE("overlapping or oversized rings only confuse their own queue",
+          "[vhost_user_sim][hostile]") {
+  SimServer server(2);
+  FrontendOptions o = quick();
+  o.request_queues = 2;
+  Frontend f(server.path(), o);
+  f.handshake();
+  FuseGuest fs(f);
+  fs.init();
+  DriverQueue& q2 = f.queue(2);
+  GuestRam& ram = f.ram();
+  const uint16_t base = static_cast<uint16_t>(f.get_vring_base(2));
+  bool overlapped = false;
+  SECTION("desc, avail and used at one address") {
+    const uint64_t at = ram.user_addr(q2.desc_gpa());
+    f.set_vring_addr(vu::VringAddr{2, 0, at, at, at, 0});
+    overlapped = true;
+  }
+  SECTION("a ring size four times what the driver laid out") {
+    f.set_vring_num(2, 4u * q2.size());
+    f.set_vring_addr(2);
+  }
+  f.set_vring_base(2, base);
+  f.set_vring_kick(2);
+  for (int i = 0; i < 8; ++i) {
+    f.submit(2, FUSE_GETATTR, root_id, FuseGuest::arg(fuse_getattr_in{}), sizeof(fuse_attr_out));
+  }
+  if (overlapped) {
+    // The simulator's driver keeps to its own layout; offer what the descriptor table's bytes
+    // say as avail slots, through the available ring the server now reads (the same bytes).
+    const uint16_t offered = static_cast<uint16_t>(base + 5);
+    std::memcpy(ram.host(q2.desc_gpa() + 2, 2), &offered, 2);
+    const uint64_t one = 1;
+    REQUIRE(::write(q2.kick_fd(), &one, 8) == 8);
+  }
+  std::this_thread::sleep_for(100ms);
+  CHECK(f.get_queue_num() == 3);
+  fs.use_queue(1);
+  CHECK(fs.getattr(root_id).ok());
+  check_fresh_connection(server.path());
+}
+
 TEST_CASE("a vring index out of range ends the connection", "[vhost_user_sim][hostile]") {
   SimServer server(1);  // vrings 0 and 1
   auto state = [](uint32_t index) {
