@@ -6,6 +6,7 @@
 
 #include "cli/mount_command.hpp"
 #include "cli/options.hpp"
+#include "cli/vhost_user_command.hpp"
 
 int main(int argc, char** argv) {
   using sandfs::cli::Command;
@@ -23,6 +24,11 @@ int main(int argc, char** argv) {
       return sandfs::cli::exit_ok;
     case Command::Kind::mount:
       return sandfs::cli::run_mount(cmd.mount);
+    case Command::Kind::vhost_user_help:
+      std::fputs(sandfs::cli::vhost_user_usage_text().c_str(), stdout);
+      return sandfs::cli::exit_ok;
+    case Command::Kind::vhost_user:
+      return sandfs::cli::run_vhost_user(cmd.mount);
     case Command::Kind::error:
       break;
   }

@@ -5,7 +5,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 
 #include "backends/memfs/memfs.hpp"
 #include "backends/passthrough/passthrough.hpp"
+#include "cli/process_setup.hpp"
 #include "core/log.hpp"
 #include "core/session.hpp"
 #include "core/units.hpp"
@@ -102,19 +102,6 @@ std::string describe(const MountCommand& c, const fuse_dev::FuseMount& mount,
   return s;
 }
 
-// Every open guest file is a host fd, plus the O_PATH fds of hot inodes: the usual soft limit of
-// 1024 runs out long before the guest's own limits do. Raise it to the hard limit, as a server
-// is expected to (the hard limit stays the operator's cap).
-void raise_fd_limit() {
-  rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
-  const rlim_t before = lim.rlim_cur;
-  lim.rlim_cur = lim.rlim_max;
-  if (::setrlimit(RLIMIT_NOFILE, &lim) == 0) {
-    SANDFS_LOG(debug) << "open file limit raised from " << before << " to " << lim.rlim_cur;
-  }
-}
-
 void write_all(int fd, const char* data, size_t size) {
   while (size > 0) {
     const ssize_t n = ::write(fd, data, size);
@@ -130,22 +117,11 @@ void write_all(int fd, const char* data, size_t size) {
 int run_mount(const MountCommand& c) {
   log::set_level(c.log_level);
   raise_fd_limit();
-  if (c.ready_fd && ::fcntl(*c.ready_fd, F_GETFD) < 0) {
-    std::fprintf(stderr, "sandfsd mount: --ready-fd %d: not an open file descriptor\n",
-                 *c.ready_fd);
-    return exit_usage;
-  }
+  if (!ready_fd_usable(c.ready_fd, "sandfsd mount")) return exit_usage;
 
   // Signals are taken synchronously through a signalfd on this thread. They must be blocked
   // before any server thread starts so that every thread inherits the mask.
-  ::signal(SIGPIPE, SIG_IGN);
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  fuse_dev::UniqueFd signal_fd(::signalfd(-1, &signals, SFD_CLOEXEC));
+  UniqueFd signal_fd = take_stop_signals();
   fuse_dev::UniqueFd done_fd(::eventfd(0, EFD_CLOEXEC));
   if (!signal_fd || !done_fd) {
     std::fprintf(stderr, "sandfsd: cannot set up signal handling: %s\n", std::strerror(errno));
@@ -194,10 +170,7 @@ int run_mount(const MountCommand& c) {
 
   const std::string line = describe(c, mount, server);
   write_all(STDERR_FILENO, line.data(), line.size());
-  if (c.ready_fd) {
-    write_all(*c.ready_fd, "ready\n", 6);
-    ::close(*c.ready_fd);
-  }
+  signal_ready(c.ready_fd);
 
   int signals_seen = 0;
   for (;;) {

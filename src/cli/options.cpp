@@ -41,14 +41,16 @@ std::optional<std::string> bad_xattr_name(std::string_view name) {
   return std::nullopt;
 }
 
-// Walks the arguments of `sandfsd mount`.
+// Walks the arguments of `sandfsd mount` and of `sandfsd vhost-user` (the same backend flags; a
+// MOUNTPOINT for the one, sockets for the other).
 class MountParser {
  public:
-  explicit MountParser(std::span<const std::string_view> args) : args_(args) {}
+  MountParser(std::span<const std::string_view> args, bool vhost)
+      : args_(args), vhost_(vhost), program_(vhost ? "sandfsd vhost-user" : "sandfsd mount") {}
 
   Command parse() {
     Command cmd;
-    cmd.kind = Command::Kind::mount;
+    cmd.kind = vhost_ ? Command::Kind::vhost_user : Command::Kind::mount;
     MountCommand& m = cmd.mount;
     std::vector<std::string_view> positional;
     bool flags_done = false;
@@ -72,9 +74,21 @@ class MountParser {
         }
       }
       if (auto err = apply(cmd, m)) return *err;
-      if (cmd.kind != Command::Kind::mount) return cmd;
+      if (cmd.kind == Command::Kind::mount_help || cmd.kind == Command::Kind::vhost_user_help) {
+        return cmd;
+      }
     }
     if (auto err = check_backend_flags(m)) return *err;
+    if (vhost_) {
+      if (!positional.empty()) {
+        return error("sandfsd vhost-user: unexpected argument " + quoted(positional[0]) +
+                     " (sockets are given with --socket-path)");
+      }
+      if (m.socket_paths.empty()) {
+        return error("sandfsd vhost-user: needs --socket-path PATH (where the VMM connects)");
+      }
+      return cmd;
+    }
     if (positional.empty()) return error("sandfsd mount: missing MOUNTPOINT");
     if (positional.size() > 1) {
       return error("sandfsd mount: unexpected argument " + quoted(positional[1]) +
@@ -90,27 +104,24 @@ class MountParser {
     const bool passthrough = m.backend == Backend::passthrough;
     const auto& foreign = passthrough ? memfs_flags_ : passthrough_flags_;
     if (!foreign.empty()) {
-      return error("sandfsd mount: " + std::string(foreign.front()) +
-                   " is not a flag of --backend " + std::string(to_string(m.backend)) +
-                   " (see 'sandfsd mount --help')");
+      return error(program_ + ": " + std::string(foreign.front()) + " is not a flag of --backend " +
+                   std::string(to_string(m.backend)) + " (see '" + program_ + " --help')");
     }
     if (!passthrough) return std::nullopt;
     if (m.passthrough.root.empty()) {
-      return error(
-          "sandfsd mount: --backend passthrough needs --root DIR (the host directory to "
-          "serve)");
+      return error(program_ +
+                   ": --backend passthrough needs --root DIR (the host directory to serve)");
     }
     if (m.passthrough.stat_xattr && m.passthrough.stat_virtualization == StatVirtualization::off) {
-      return error(
-          "sandfsd mount: --stat-xattr: no record is read or written with "
-          "--stat-virtualization off");
+      return error(program_ +
+                   ": --stat-xattr: no record is read or written with --stat-virtualization off");
     }
     if (!cache_given_) m.cache = CachePolicy::auto_;
     return std::nullopt;
   }
 
   std::optional<Command> fail(const std::string& what) const {
-    return error("sandfsd mount: " + std::string(name_) + ": " + what);
+    return error(program_ + ": " + std::string(name_) + ": " + what);
   }
 
   // Takes the flag's value from `--flag=value` or the next argument.
@@ -130,8 +141,11 @@ class MountParser {
     const std::string_view name = name_;
     if (name == "-h" || name == "--help") {
       if (auto e = no_value()) return e;
-      cmd.kind = Command::Kind::mount_help;
+      cmd.kind = vhost_ ? Command::Kind::vhost_user_help : Command::Kind::mount_help;
       return std::nullopt;
+    }
+    if (vhost_ && (name == "--no-allow-other" || name == "--no-default-permissions")) {
+      return fail("is a flag of 'sandfsd mount' only (a guest kernel has its own permissions)");
     }
     if (name == "--writeback" || name == "--no-allow-other" || name == "--no-default-permissions" ||
         name == "--readonly" || name == "--follow-root-symlinks") {
@@ -149,14 +163,16 @@ class MountParser {
       if (name == "--no-default-permissions") m.default_permissions = false;
       return std::nullopt;
     }
-    const bool takes_value = name == "--backend" || name == "--capacity" ||
-                             name == "--max-inodes" || name == "--cache" || name == "--threads" ||
-                             name == "--log-level" || name == "--max-write" ||
-                             name == "--ready-fd" || name == "--root" ||
-                             name == "--stat-virtualization" || name == "--host-permissions" ||
-                             name == "--quota" || name == "--stat-xattr";
+    const bool takes_value =
+        name == "--backend" || name == "--capacity" || name == "--max-inodes" ||
+        name == "--cache" || name == "--threads" || name == "--log-level" ||
+        name == "--max-write" || name == "--ready-fd" || name == "--root" ||
+        name == "--stat-virtualization" || name == "--host-permissions" || name == "--quota" ||
+        name == "--stat-xattr" ||
+        (vhost_ && (name == "--socket-path" || name == "--queues" || name == "--shared-dir"));
     if (!takes_value) {
-      return error("sandfsd mount: unknown flag " + quoted(name) + " (see 'sandfsd mount --help')");
+      return error(program_ + ": unknown flag " + quoted(name) + " (see '" + program_ +
+                   " --help')");
     }
     if (auto e = take_value()) return e;
     const std::string_view value = value_;
@@ -172,10 +188,23 @@ class MountParser {
       } else {
         return fail("unknown backend " + quoted(value) + " (available: memfs, passthrough)");
       }
-    } else if (name == "--root") {
+    } else if (name == "--root" || name == "--shared-dir") {
       if (value.empty()) return fail("needs a directory");
+      // --shared-dir is virtiofsd's name: it implies the passthrough backend.
+      if (name == "--shared-dir") m.backend = Backend::passthrough;
       m.passthrough.root = std::string(value);
       passthrough_flags_.push_back(name);
+    } else if (name == "--socket-path") {
+      if (value.empty()) return fail("needs a path");
+      if (value.size() > 107) return fail("a Unix socket path has at most 107 bytes");
+      m.socket_paths.emplace_back(value);
+    } else if (name == "--queues") {
+      uint64_t n = 0;
+      if (auto err = parse_count(value, n)) return fail(err.message);
+      if (n < 1 || n > max_queues) {
+        return fail("must be between 1 and " + std::to_string(max_queues));
+      }
+      m.queues = static_cast<unsigned>(n);
     } else if (name == "--stat-virtualization") {
       if (!passthrough::parse_stat_virtualization(value, m.passthrough.stat_virtualization)) {
         return fail("unknown mode " + quoted(value) + " (strict, relaxed or off)");
@@ -241,6 +270,8 @@ class MountParser {
   }
 
   std::span<const std::string_view> args_;
+  bool vhost_ = false;
+  std::string program_;
   std::vector<std::string_view> memfs_flags_;        // given, in order
   std::vector<std::string_view> passthrough_flags_;  // given, in order
   bool cache_given_ = false;
@@ -259,7 +290,8 @@ Command parse_command_line(std::span<const std::string_view> args) {
   if (first == "-V" || first == "--version" || first == "version") {
     return of_kind(Command::Kind::version);
   }
-  if (first == "mount") return MountParser(args.subspan(1)).parse();
+  if (first == "mount") return MountParser(args.subspan(1), false).parse();
+  if (first == "vhost-user") return MountParser(args.subspan(1), true).parse();
   if (first.starts_with("-")) {
     return error("sandfsd: unknown flag " + quoted(first) + " (see 'sandfsd --help')");
   }
@@ -292,6 +324,9 @@ Commands:
   mount       mount a filesystem on this host through /dev/fuse and serve it in the
               foreground until it is unmounted or sandfsd gets SIGINT/SIGTERM
               (see 'sandfsd mount --help')
+  vhost-user  serve virtio-fs to virtual machines: listen on vhost-user sockets
+              that a VMM (QEMU, cloud-hypervisor, ...) connects to, until
+              SIGINT/SIGTERM (see 'sandfsd vhost-user --help')
 
 Options:
   -h, --help     show this help and exit
@@ -405,6 +440,43 @@ sandfsd prints one line on stderr when the mount is live:
 Examples:
   sandfsd mount --backend memfs --capacity 1G --threads 2 /mnt/scratch
   sandfsd mount --backend passthrough --root /srv/share --quota 10G /mnt/share
+)";
+}
+
+std::string vhost_user_usage_text() {
+  return R"(Usage: sandfsd vhost-user --socket-path PATH [OPTIONS]
+
+Serves a filesystem to virtual machines as a vhost-user-fs device (virtio-fs,
+device type 26). sandfsd creates each --socket-path and listens; a VMM connects
+(QEMU: -chardev socket,id=fs0,path=PATH -device vhost-user-fs-pci,chardev=fs0,
+tag=TAG), and the guest mounts it with 'mount -t virtiofs TAG /mnt'. When a VMM
+disconnects, sandfsd keeps listening for the next one; each connection gets a
+fresh instance of the backend (a memfs starts empty, a passthrough root is
+opened again). It runs until SIGINT/SIGTERM/SIGHUP.
+
+  --socket-path PATH    a Unix socket to listen on (required; repeat it to
+                        serve several VMs from one process, each socket with
+                        its own backend instance)
+  --queues N            request queues per device (default: 1, at most 64);
+                        the VMM's num-request-queues must not be larger
+  --shared-dir DIR      the same as --backend passthrough --root DIR (the name
+                        virtiofsd uses)
+
+Backend, memfs, passthrough and caching flags: as for 'sandfsd mount' (see
+'sandfsd mount --help'): --backend, --capacity, --max-inodes, --root,
+--stat-virtualization, --host-permissions, --readonly, --quota, --stat-xattr,
+--follow-root-symlinks, --cache, --writeback.
+
+Serving:
+  --threads N           server threads, each with its own event loop and
+                        io_uring; queues are spread over them (default: 2)
+  --max-write SIZE      largest READ/WRITE request (default: 1M)
+  --log-level LEVEL     trace, debug, info, warn, error or off (default: info)
+  --ready-fd N          once every socket listens, write "ready\n" to file
+                        descriptor N and close it
+
+Example:
+  sandfsd vhost-user --socket-path /run/sandfs/vm1.sock --shared-dir /srv/vm1
 )";
 }
 

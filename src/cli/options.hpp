@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "backends/passthrough/policy.hpp"
 #include "core/filesystem.hpp"
@@ -53,12 +54,17 @@ struct MountCommand {
   bool default_permissions = true;
   uint32_t max_write = 1u << 20;
   std::optional<int> ready_fd;
+  // sandfsd vhost-user only.
+  std::vector<std::string> socket_paths;  // --socket-path (repeatable): one server each
+  unsigned queues = 1;                    // --queues: request queues per device
 };
+
+inline constexpr unsigned max_queues = 64;
 
 inline constexpr unsigned max_threads = 64;
 
 struct Command {
-  enum class Kind { help, version, mount_help, mount, error };
+  enum class Kind { help, version, mount_help, mount, vhost_user_help, vhost_user, error };
   Kind kind = Kind::error;
   MountCommand mount;
   std::string error;  // Kind::error: what is wrong, naming the flag or argument
@@ -69,6 +75,7 @@ Command parse_command_line(std::span<const std::string_view> args);
 
 std::string usage_text();
 std::string mount_usage_text();
+std::string vhost_user_usage_text();
 std::string version_text();
 std::string_view to_string(Backend backend);
 

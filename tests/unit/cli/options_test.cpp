@@ -248,3 +248,59 @@ TEST_CASE("help text covers every passthrough flag with its default", "[cli][pas
   }
   CHECK_THAT(help, !Catch::Contains("a host directory (not implemented yet)"));
 }
+
+namespace {
+Command vhost(std::vector<std::string_view> args) {
+  args.insert(args.begin(), "vhost-user");
+  return parse(args);
+}
+}  // namespace
+
+TEST_CASE("vhost-user: sockets / queues / backend flags shared with mount", "[cli][vhost]") {
+  Command c = vhost({"--socket-path", "/tmp/a.sock", "--socket-path=/tmp/b.sock", "--queues", "4",
+                     "--backend", "memfs", "--capacity", "64M", "--threads", "3"});
+  INFO(c.error);
+  REQUIRE(c.kind == Command::Kind::vhost_user);
+  CHECK(c.mount.socket_paths == std::vector<std::string>{"/tmp/a.sock", "/tmp/b.sock"});
+  CHECK(c.mount.queues == 4);
+  CHECK(c.mount.backend == Backend::memfs);
+  CHECK(c.mount.capacity_bytes == 64u << 20);
+  CHECK(c.mount.threads == 3);
+  CHECK(c.mount.cache == CachePolicy::always);
+
+  // virtiofsd's names: --shared-dir is passthrough with that root; --cache as usual.
+  c = vhost({"--socket-path", "/tmp/a.sock", "--shared-dir", "/srv/x", "--cache=never"});
+  INFO(c.error);
+  REQUIRE(c.kind == Command::Kind::vhost_user);
+  CHECK(c.mount.backend == Backend::passthrough);
+  CHECK(c.mount.passthrough.root == "/srv/x");
+  CHECK(c.mount.cache == CachePolicy::never);
+  c = vhost({"--socket-path", "/tmp/a.sock", "--shared-dir", "/srv/x"});
+  CHECK(c.mount.cache == CachePolicy::auto_);
+
+  CHECK(vhost({"--help"}).kind == Command::Kind::vhost_user_help);
+  CHECK(vhost_user_usage_text().find("--socket-path") != std::string::npos);
+  CHECK(usage_text().find("vhost-user") != std::string::npos);
+}
+
+TEST_CASE("vhost-user: errors name what is wrong", "[cli][vhost]") {
+  auto error_of = [](std::vector<std::string_view> args) {
+    Command c = vhost(std::move(args));
+    REQUIRE(c.kind == Command::Kind::error);
+    return c.error;
+  };
+  CHECK_THAT(error_of({"--backend", "memfs"}), Catch::Contains("--socket-path"));
+  CHECK_THAT(error_of({"--socket-path", "/s", "/mnt"}), Catch::Contains("unexpected argument"));
+  CHECK_THAT(error_of({"--socket-path", "/s", "--queues", "0"}), Catch::Contains("--queues"));
+  CHECK_THAT(error_of({"--socket-path", "/s", "--queues", "65"}), Catch::Contains("--queues"));
+  CHECK_THAT(error_of({"--socket-path", std::string(108, 'x')}), Catch::Contains("107 bytes"));
+  CHECK_THAT(error_of({"--socket-path", "/s", "--no-allow-other"}),
+             Catch::Contains("sandfsd mount"));
+  CHECK_THAT(error_of({"--socket-path", "/s", "--backend", "passthrough"}),
+             Catch::Contains("--root"));
+  CHECK_THAT(error_of({"--socket-path", "/s", "--root", "/x"}),
+             Catch::Contains("sandfsd vhost-user: --root"));
+  // mount does not take vhost-user's flags.
+  Command m = parse({"mount", "--socket-path", "/s", "/mnt"});
+  CHECK(m.kind == Command::Kind::error);
+}
