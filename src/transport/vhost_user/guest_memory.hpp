@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "transport/vhost_user/expected.hpp"
+#include "core/expected.hpp"
 
 namespace sandfs::vhost_user {
 

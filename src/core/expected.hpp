@@ -1,16 +1,16 @@
-// Expected<T, E>: a value or a transport fault.
+// Expected<T, E>: a value or an error of a category other than an errno.
 //
 // Transport faults (a bad memory table from the frontend, a ring that does not fit guest memory)
-// are their own error category: they end or reset a connection and never reach a backend, so
-// they do not travel as errnos in a Result. GCC 12's library has no std::expected; this is the
-// small part of it we need.
+// end or reset a connection and never reach a backend; volume-service errors carry a code for the
+// HTTP edge. Neither travels as an errno in a Result. GCC 12's library has no std::expected; this
+// is the small part of it we need.
 #pragma once
 
 #include <cassert>
 #include <utility>
 #include <variant>
 
-namespace sandfs::vhost_user {
+namespace sandfs {
 
 template <class T, class E>
 class [[nodiscard]] Expected {
@@ -47,4 +47,4 @@ class [[nodiscard]] Expected {
   std::variant<T, E> state_;
 };
 
-}  // namespace sandfs::vhost_user
+}  // namespace sandfs
