@@ -7,10 +7,16 @@
 #include "cli/mount_command.hpp"
 #include "cli/options.hpp"
 #include "cli/vhost_user_command.hpp"
+#include "cli/volume_commands.hpp"
 
 int main(int argc, char** argv) {
   using sandfs::cli::Command;
   std::vector<std::string_view> args(argv + 1, argv + argc);
+  // Client commands of a running `sandfsd serve` parse their own arguments.
+  if (!args.empty() && args[0] == "volume")
+    return sandfs::cli::run_volume_command({args.begin() + 1, args.end()});
+  if (!args.empty() && args[0] == "mount-ls")
+    return sandfs::cli::run_mount_ls_command({args.begin() + 1, args.end()});
   const Command cmd = sandfs::cli::parse_command_line(args);
   switch (cmd.kind) {
     case Command::Kind::help:
