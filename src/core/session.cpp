@@ -196,7 +196,11 @@ struct Session::Dispatch {
 };
 
 Session::Session(std::shared_ptr<Filesystem> fs, SessionOptions options)
-    : fs_(std::move(fs)), options_(std::move(options)), in_flight_(std::make_unique<InFlight>()) {
+    : fs_(std::move(fs)),
+      options_(std::move(options)),
+      stats_owner_(options_.stats ? options_.stats : std::make_shared<Stats>()),
+      stats_(*stats_owner_),
+      in_flight_(std::make_unique<InFlight>()) {
   uint32_t w = options_.max_write / page_size * page_size;
   options_.max_write = std::clamp(w, page_size, max_write_limit);
   // Header, the largest fixed argument struct and a full WRITE payload, with room to spare; the

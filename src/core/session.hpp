@@ -75,6 +75,10 @@ struct SessionOptions {
   // Use kernel passthrough when the backend asks for it (Capabilities::passthrough) and the
   // transport supports it. false: never (to compare with and without, or to see every READ).
   bool passthrough = true;
+  // Where to record statistics; null: the Session keeps its own. A mount served over several
+  // connections (vhost-user: a Session per frontend) passes one Stats to all of them, so its
+  // counts add up across reconnects.
+  std::shared_ptr<Stats> stats;
 };
 
 class Session {
@@ -105,6 +109,7 @@ class Session {
   // plain /dev/fuse mounts). Idempotent. The transport calls it when it shuts down.
   Task<void> shutdown();
 
+  // SessionOptions::stats when it was set, else the Session's own.
   Stats& stats() { return stats_; }
   const Stats& stats() const { return stats_; }
   Filesystem& filesystem() { return *fs_; }
@@ -125,7 +130,8 @@ class Session {
 
   std::shared_ptr<Filesystem> fs_;
   SessionOptions options_;
-  Stats stats_;
+  std::shared_ptr<Stats> stats_owner_;  // options_.stats, or one of our own
+  Stats& stats_;
   std::unique_ptr<InFlight> in_flight_;
   // Set at FUSE_INIT when passthrough was agreed (before initialized_ is published).
   std::unique_ptr<BackingTable> backing_;
