@@ -14,6 +14,8 @@
 #include <limits>
 #include <vector>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -74,6 +76,12 @@ Task<Status> PassthroughFs::wait_quota_ready(const RequestContext& ctx) {
   boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
   while (!quota_->ready()) {
     if (ctx.is_interrupted() || stopping_.load(std::memory_order_relaxed)) co_return Errno{EINTR};
+    // A shared quota's counter may have gone away before it finished (abandon_count): then
+    // this mount counts.
+    if (quota_->claim_count()) {
+      boost::asio::co_spawn(timer.get_executor(), measure_tree(shared_from_this()),
+                            boost::asio::detached);
+    }
     timer.expires_after(std::chrono::milliseconds(2));
     co_await timer.async_wait(boost::asio::use_awaitable);
   }

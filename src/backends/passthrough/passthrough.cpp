@@ -93,7 +93,11 @@ PassthroughFs::PassthroughFs(PassthroughConfig config, int root_fd, int proc_fd_
       privileged_(::geteuid() == 0),
       in_core_stat_(getattr_is_in_core(root_fd)),
       store_(adopt_fd(root_fd), root_stx, config_.max_cached_fds) {
-  if (config_.quota_bytes) quota_ = std::make_unique<Quota>(*config_.quota_bytes);
+  if (config_.shared_quota) {
+    quota_ = config_.shared_quota;
+  } else if (config_.quota_bytes) {
+    quota_ = std::make_shared<Quota>(*config_.quota_bytes);
+  }
 }
 
 PassthroughFs::~PassthroughFs() {
@@ -123,8 +127,9 @@ Capabilities PassthroughFs::capabilities() const {
 Task<Status> PassthroughFs::init(const SessionParams& params) {
   writeback_.store(params.writeback_cache && config_.writeback, std::memory_order_relaxed);
   kernel_passthrough_.store(params.passthrough, std::memory_order_relaxed);
-  if (quota_ && !quota_->ready()) {
+  if (quota_ && !quota_->ready() && quota_->claim_count()) {
     // Counted in the background on this thread's ring; operations that need a charge wait.
+    // A shared quota is counted once, by whoever claims it first.
     auto executor = co_await boost::asio::this_coro::executor;
     boost::asio::co_spawn(executor, measure_tree(shared_from_this()), boost::asio::detached);
   }

@@ -88,6 +88,10 @@ struct PassthroughConfig {
   HostPermissions host_permissions = HostPermissions::private_;
   bool readonly = false;
   std::optional<uint64_t> quota_bytes;  // cap on the bytes stored under the root (quota.hpp)
+  // A quota shared with other users of the same root (every mount of a named volume and its
+  // host-side file operations); used instead of quota_bytes. Whoever claims it first
+  // (Quota::claim_count) counts what is stored; the others wait for that count.
+  std::shared_ptr<Quota> shared_quota;
   CachePolicy cache = CachePolicy::auto_;
   bool writeback = false;             // offer FUSE_WRITEBACK_CACHE
   bool follow_root_symlinks = false;  // trust symlinks in the root path itself
@@ -305,6 +309,7 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
   Task<Status> wait_quota_ready(const RequestContext& ctx);
 
   // ---- quota_walk.cpp ----
+  // Counts what is stored; run by the user that claimed the quota's count.
   static Task<void> measure_tree(std::shared_ptr<PassthroughFs> self);
 
   PassthroughConfig config_;
@@ -324,7 +329,7 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
   HandleTable<FileHandle> files_;
   HandleTable<DirHandle> dirs_;
   std::atomic<HandleId> next_fh_{1};
-  std::unique_ptr<Quota> quota_;
+  std::shared_ptr<Quota> quota_;
 };
 
 }  // namespace sandfs::passthrough

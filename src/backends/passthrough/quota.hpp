@@ -20,6 +20,9 @@
 //   file (truncate, unlink); the count is never allowed below zero.
 // * fallocate with FALLOC_FL_KEEP_SIZE past the end of the file would allocate space the sizes do
 //   not show: under a quota it is refused with EOPNOTSUPP (callers fall back to writing).
+// * The limit may change while the quota is in use (a volume's quota updated through the API):
+//   each charge reads it once, so a charge is judged against one limit, old or new. Lowering it
+//   below what is used takes nothing away; nothing more fits until the tree shrinks.
 #pragma once
 
 #include <atomic>
@@ -31,19 +34,22 @@ class Quota {
  public:
   explicit Quota(uint64_t limit) : limit_(limit) {}
 
-  uint64_t limit() const { return limit_; }
+  uint64_t limit() const { return limit_.load(std::memory_order_relaxed); }
+  void set_limit(uint64_t limit) { limit_.store(limit, std::memory_order_relaxed); }
   uint64_t used() const { return used_.load(std::memory_order_relaxed); }
   uint64_t available() const {
+    const uint64_t l = limit();
     const uint64_t u = used();
-    return u >= limit_ ? 0 : limit_ - u;
+    return u >= l ? 0 : l - u;
   }
 
   // Takes `bytes` if they fit; false (nothing taken) if not.
   bool try_charge(uint64_t bytes) {
     if (bytes == 0) return true;
+    const uint64_t l = limit();
     uint64_t cur = used_.load(std::memory_order_relaxed);
     do {
-      if (bytes > limit_ || cur > limit_ - bytes) return false;
+      if (bytes > l || cur > l - bytes) return false;
     } while (!used_.compare_exchange_weak(cur, cur + bytes, std::memory_order_relaxed));
     return true;
   }
@@ -61,11 +67,21 @@ class Quota {
     ready_.store(true, std::memory_order_release);
   }
   bool ready() const { return ready_.load(std::memory_order_acquire); }
+  // Who counts what is stored, when several users share one Quota (the mounts of a volume and
+  // its host-side file operations): true for exactly one caller, which walks the tree and calls
+  // add_existing(); the others wait for ready(). A counter that stops before it is done (its
+  // mount went away) calls abandon_count() instead, so that the next user claims and counts.
+  bool claim_count() {
+    bool expected = false;
+    return counting_.compare_exchange_strong(expected, true, std::memory_order_acq_rel);
+  }
+  void abandon_count() { counting_.store(false, std::memory_order_release); }
 
  private:
-  const uint64_t limit_;
+  std::atomic<uint64_t> limit_;
   std::atomic<uint64_t> used_{0};
   std::atomic<bool> ready_{false};
+  std::atomic<bool> counting_{false};
 };
 
 }  // namespace sandfs::passthrough

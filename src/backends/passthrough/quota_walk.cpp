@@ -100,6 +100,11 @@ Task<void> PassthroughFs::measure_tree(std::shared_ptr<PassthroughFs> self) {
     for (std::string& name : found.subdirs)
       pending.push_back(path.empty() ? std::move(name) : path + "/" + name);
   }
+  if (self->stopping_.load(std::memory_order_relaxed) && !pending.empty()) {
+    // Unfinished: a partial count would stay wrong for every other user of a shared quota.
+    self->quota_->abandon_count();
+    co_return;
+  }
   self->quota_->add_existing(total);
 }
 
