@@ -91,6 +91,8 @@ std::string fusermount_options(const MountConfig& config, bool allow_other) {
   // fusermount3 adds nosuid,nodev for non-root users on its own; saying so keeps it explicit.
   if (config.nosuid) opts += ",nosuid";
   if (config.nodev) opts += ",nodev";
+  if (config.noexec) opts += ",noexec";
+  if (config.readonly) opts += ",ro";
   return opts;
 }
 
@@ -130,6 +132,8 @@ FuseMount FuseMount::mount(const MountConfig& config) {
     unsigned long flags = 0;
     if (config.nosuid) flags |= MS_NOSUID;
     if (config.nodev) flags |= MS_NODEV;
+    if (config.noexec) flags |= MS_NOEXEC;
+    if (config.readonly) flags |= MS_RDONLY;
     if (::mount(config.fsname.c_str(), m.mountpoint_.c_str(), type.c_str(), flags, data.c_str()) ==
         0) {
       m.fd_ = std::move(fd);

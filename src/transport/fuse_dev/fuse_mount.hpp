@@ -44,6 +44,8 @@ struct MountConfig {
   bool default_permissions = true;  // the kernel checks mode bits, not the server
   bool nosuid = true;
   bool nodev = true;
+  bool noexec = false;
+  bool readonly = false;  // MS_RDONLY: the kernel refuses every write with EROFS before asking us
   Method method = Method::automatic;
 
   // Where things live; tests point these at fakes.
