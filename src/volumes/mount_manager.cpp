@@ -281,6 +281,8 @@ Outcome<Done> MountManager::Impl::resolve(Mount& m, bool& created_volume,
       mem.cache = spec.cache;
       mem.root_uid = ::getuid();
       mem.root_gid = ::getgid();
+      // Shared scratch directories are world-writable and sticky, as a guest's own tmpfs there.
+      if (spec.guest_path == "/tmp" || spec.guest_path == "/var/tmp") mem.root_mode = 01777;
       return Done{};
     case SourceKind::disk:
       return fail(ErrorCode::unsupported, "disk mounts are not served yet");

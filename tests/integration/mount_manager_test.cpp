@@ -278,7 +278,22 @@ TEST_CASE("two mounts of one volume share its quota") {
   CHECK(std::count_if(sb->requests.errors_by_errno.begin(), sb->requests.errors_by_errno.end(),
                       [](const auto& e) { return e.first == ENOSPC; }) == 1);
 
-  // Freeing space through one mount makes room in the other.
+  // A guest on a vhost-user mount of the same volume meets the same cap.
+  const MountInfo mc = create_ok(env.mounts(), named_spec("capped"));
+  {
+    Guest g(mc.spec.socket_path);
+    auto created = g.fuse.create(fuse::root_id, "from-guest");
+    REQUIRE(created.ok());
+    const std::string big(200 * kib, 'g');
+    CHECK(g.fuse.write(created.value.entry.nodeid, created.value.open.fh, 0, as_bytes(big)).error ==
+          ENOSPC);
+    const std::string small(100 * kib, 'g');
+    CHECK(g.fuse.write(created.value.entry.nodeid, created.value.open.fh, 0, as_bytes(small)).ok());
+    CHECK(g.fuse.release(created.value.entry.nodeid, created.value.open.fh) == 0);
+  }
+  CHECK(env.mounts().stats(mc.id)->quota_used_bytes == 1000 * kib);
+
+  // Freeing space through one mount makes room in the others.
   SYS(::unlink((a + "/one").c_str()));
   CHECK(write_once(b + "/two", 600 * kib) == 0);
 }
@@ -337,6 +352,12 @@ TEST_CASE("a tmpfs mount stops at its size with ENOSPC") {
   CHECK(stats->quota_limit_bytes == 256 * kib);
   CHECK(stats->quota_used_bytes >= 128 * kib);
   CHECK(stats->quota_used_bytes <= 256 * kib);
+
+  // A scratch /tmp is world-writable and sticky, as the guest's own would be.
+  s.guest_path = "/tmp";
+  const std::string tmp = env.dir("guest-tmp");
+  create_ok(env.mounts(), on_fuse(s, tmp));
+  CHECK((stat_of(tmp).st_mode & 07777) == 01777);
 }
 
 TEST_CASE("named modes check the volume that is there") {
