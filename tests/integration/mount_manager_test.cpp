@@ -392,6 +392,33 @@ TEST_CASE("named modes check the volume that is there") {
   CHECK(env.mounts().list().empty());
 }
 
+TEST_CASE("concurrent ensure-exists mounts of a new volume share the one volume") {
+  Env env;
+  constexpr int n = 4;
+  std::vector<Outcome<MountInfo>> results(n, Error{});
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      MountSpec s = named_spec("raced", NamedMode::ensure_exists);
+      s.sandbox_id = "sb" + std::to_string(i);
+      s.create_labels = {{"made-by", "race"}};
+      results[static_cast<size_t>(i)] = env.mounts().create(s);
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  Outcome<VolumeInfo> volume = env.store().get("raced");
+  REQUIRE(volume.ok());
+  for (const auto& r : results) {
+    if (!r) FAIL(code_name(r.error().code) << ": " << r.error().message);
+    CHECK(r->volume_id == volume->id);
+  }
+  CHECK(env.mounts().list().size() == n);
+  for (const auto& r : results)
+    CHECK(env.mounts().remove(r->id).ok());
+  CHECK(env.store().remove("raced").ok());
+}
+
 TEST_CASE("a create that fails after making its volume removes the volume again") {
   Env env;
   const std::string taken = env.dir("x") + "/not-a-socket";
