@@ -18,6 +18,11 @@
 // ## Threads
 // Every method is blocking (SQLite, mkfs.ext4, tree walks) and thread-safe; callers on an event
 // loop run them through a blocking pool (src/http does).
+//
+// ## used_bytes
+// Dir: the counted shared quota's used() when there is one; otherwise a walk of the tree, reused
+// for up to 2 s per volume, so a figure may be that much behind recent writes. Disk: the
+// image's allocated blocks, always current.
 #pragma once
 
 #include <cstdint>
@@ -73,7 +78,9 @@ class VolumeStore {
 
   // The one quota of a dir volume with a quota, shared by every mount of the volume and the
   // host-side file operations, so the cap holds for all of them together. Null when the volume
-  // has no quota. The first user to find it not ready() counts what is stored.
+  // has no quota. The first user to find it not ready() counts what is stored. The object lives
+  // while someone holds it (the store keeps only a weak reference): after the last holder lets
+  // go, the next call returns a new, uncounted one. update() changes its limit in place.
   std::shared_ptr<passthrough::Quota> quota(std::string_view name);
 
   const std::filesystem::path& data_dir() const;
