@@ -2,8 +2,9 @@
 //
 // ## Paths
 // A path is relative to the volume root, '/'-separated, as an HTTP client sends it (already
-// percent-decoded). It is checked lexically first: NUL, an absolute path, or a `..` that would
-// climb above the root at any point (`a/../../x`, even when `a` does not exist) → path_escape;
+// percent-decoded). It is checked lexically first: a NUL → invalid_path; an absolute path, or a
+// `..` that would climb above the root at any point (`a/../../x`, even when `a` does not exist)
+// → path_escape;
 // `.`, empty components and a trailing '/' are dropped; `a/../b` is `b`. Then every operation
 // resolves it against an O_PATH fd of the root with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS
 // | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV): a symlink anywhere on the path (planted by a guest
@@ -60,6 +61,7 @@ class VolumeFiles {
   static Outcome<std::unique_ptr<VolumeFiles>> open(const std::string& root,
                                                     std::shared_ptr<passthrough::Quota> quota);
 
+  // A file larger than max_bytes is payload_too_large (stream it with open_read).
   Outcome<std::string> read(std::string_view path, uint64_t max_bytes);
   // Creates or truncates, mode 0644; the parent must exist (file_not_found otherwise).
   Outcome<Done> write(std::string_view path, std::span<const std::byte> data);
