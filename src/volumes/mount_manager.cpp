@@ -41,6 +41,7 @@
 #include <map>
 #include <mutex>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "backends/memfs/memfs.hpp"
@@ -62,6 +63,9 @@ namespace {
 // How long remove() gives a detached fuse mount to end on its own (the kernel ends an idle
 // connection at once) before it stops the server, which aborts what open files still hold.
 constexpr auto fuse_detach_grace = std::chrono::milliseconds(1000);
+// How long ensure-exists waits for a volume someone else is creating (mkfs of a disk volume
+// may take a while).
+constexpr auto ensure_exists_patience = std::chrono::seconds(30);
 
 Error fail(ErrorCode code, std::string message) {
   return Error{code, std::move(message)};
@@ -248,6 +252,8 @@ struct MountManager::Impl {
     return out;
   }
 
+  // The named volume of `spec` per its mode; created_volume: this call made it.
+  Outcome<VolumeInfo> find_or_create(const MountSpec& spec, bool& created_volume);
   Outcome<Done> resolve(Mount& m, bool& created_volume, passthrough::PassthroughConfig& pt,
                         memfs::MemFsConfig& mem);
   Outcome<Done> start(Mount& m);
@@ -257,6 +263,56 @@ struct MountManager::Impl {
     mounts.erase(id);
   }
 };
+
+Outcome<VolumeInfo> MountManager::Impl::find_or_create(const MountSpec& spec,
+                                                       bool& created_volume) {
+  // A concurrent create of the same name (another mount, the API) makes ours fail with
+  // volume_already_exists while its volume is not visible yet (the store finishes it first):
+  // ensure-exists then looks again until it is there, or gone (that create failed: try ours).
+  const auto deadline = std::chrono::steady_clock::now() + ensure_exists_patience;
+  for (;;) {
+    Outcome<VolumeInfo> found = store.get(spec.volume);
+    if (found) {
+      if (spec.mode == NamedMode::create) {
+        return fail(ErrorCode::volume_already_exists,
+                    "volume \"" + spec.volume +
+                        "\" already exists: mode create needs a new name (use existing or "
+                        "ensure-exists to mount this one)");
+      }
+      if (spec.mode == NamedMode::ensure_exists) {
+        if (auto r = check_ensure_exists(spec, *found); !r) return r.error();
+      }
+      return found;
+    }
+    if (found.error().code != ErrorCode::volume_not_found) return found.error();
+    if (spec.mode == NamedMode::existing) {
+      return fail(ErrorCode::volume_not_found,
+                  "volume \"" + spec.volume +
+                      "\" does not exist: create it first, or mount it with mode "
+                      "ensure-exists or create");
+    }
+    CreateVolume request;
+    request.name = spec.volume;
+    request.kind = spec.create_kind;
+    request.quota_bytes = spec.create_quota_bytes;
+    request.labels = spec.create_labels;
+    Outcome<VolumeInfo> made = store.create(request);
+    if (made) {
+      created_volume = true;
+      return made;
+    }
+    if (made.error().code != ErrorCode::volume_already_exists ||
+        spec.mode != NamedMode::ensure_exists) {
+      return made.error();
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return fail(ErrorCode::internal, "volume \"" + spec.volume +
+                                           "\" is being created by someone else and did not "
+                                           "become ready in time; try again");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
 
 Outcome<Done> MountManager::Impl::resolve(Mount& m, bool& created_volume,
                                           passthrough::PassthroughConfig& pt,
@@ -290,40 +346,8 @@ Outcome<Done> MountManager::Impl::resolve(Mount& m, bool& created_volume,
       break;
   }
 
-  Outcome<VolumeInfo> found = store.get(spec.volume);
-  if (!found && found.error().code != ErrorCode::volume_not_found) return found.error();
-  if (!found) {
-    if (spec.mode == NamedMode::existing) {
-      return fail(ErrorCode::volume_not_found,
-                  "volume \"" + spec.volume +
-                      "\" does not exist: create it first, or mount it with mode "
-                      "ensure-exists or create");
-    }
-    CreateVolume request;
-    request.name = spec.volume;
-    request.kind = spec.create_kind;
-    request.quota_bytes = spec.create_quota_bytes;
-    request.labels = spec.create_labels;
-    found = store.create(request);
-    if (found) {
-      created_volume = true;
-    } else if (found.error().code == ErrorCode::volume_already_exists &&
-               spec.mode == NamedMode::ensure_exists) {
-      // Someone else created it just now: it must still be what we asked for.
-      found = store.get(spec.volume);
-      if (!found) return found.error();
-      if (auto r = check_ensure_exists(spec, *found); !r) return r.error();
-    } else {
-      return found.error();
-    }
-  } else if (spec.mode == NamedMode::create) {
-    return fail(ErrorCode::volume_already_exists,
-                "volume \"" + spec.volume +
-                    "\" already exists: mode create needs a new name (use existing or "
-                    "ensure-exists to mount this one)");
-  } else if (spec.mode == NamedMode::ensure_exists) {
-    if (auto r = check_ensure_exists(spec, *found); !r) return r.error();
-  }
+  Outcome<VolumeInfo> found = find_or_create(spec, created_volume);
+  if (!found) return found.error();
   const VolumeInfo& volume = *found;
   if (volume.kind != VolumeKind::dir) {
     return fail(ErrorCode::unsupported, "volume \"" + volume.name +
