@@ -6,6 +6,7 @@
 
 #include "cli/mount_command.hpp"
 #include "cli/options.hpp"
+#include "cli/serve_command.hpp"
 #include "cli/vhost_user_command.hpp"
 #include "cli/volume_commands.hpp"
 
@@ -35,6 +36,11 @@ int main(int argc, char** argv) {
       return sandfs::cli::exit_ok;
     case Command::Kind::vhost_user:
       return sandfs::cli::run_vhost_user(cmd.mount);
+    case Command::Kind::serve_help:
+      std::fputs(sandfs::cli::serve_usage_text().c_str(), stdout);
+      return sandfs::cli::exit_ok;
+    case Command::Kind::serve:
+      return sandfs::cli::run_serve(cmd.serve);
     case Command::Kind::error:
       break;
   }

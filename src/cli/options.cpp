@@ -1,5 +1,8 @@
 #include "cli/options.hpp"
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <vector>
 
 #include <boost/version.hpp>
@@ -281,6 +284,84 @@ class MountParser {
   bool has_value_ = false;
 };
 
+// `sandfsd serve`: flags only.
+Command parse_serve(std::span<const std::string_view> args) {
+  Command cmd;
+  cmd.kind = Command::Kind::serve;
+  ServeCommand& s = cmd.serve;
+  const std::string program = "sandfsd serve";
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view name = args[i];
+    std::string_view value;
+    bool has_value = false;
+    if (name.starts_with("--")) {
+      if (const size_t eq = name.find('='); eq != std::string_view::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+        has_value = true;
+      }
+    }
+    const auto fail = [&](const std::string& what) {
+      return error(program + ": " + std::string(name) + ": " + what);
+    };
+    if (name == "-h" || name == "--help") {
+      if (has_value) return fail("takes no value");
+      return of_kind(Command::Kind::serve_help);
+    }
+    const bool known = name == "--data-dir" || name == "--listen" || name == "--unix-socket" ||
+                       name == "--threads" || name == "--log-level";
+    if (!known) {
+      if (!name.starts_with("-")) {
+        return error(program + ": unexpected argument " + quoted(name) + " (see '" + program +
+                     " --help')");
+      }
+      return error(program + ": unknown flag " + quoted(name) + " (see '" + program + " --help')");
+    }
+    if (!has_value) {
+      if (i + 1 >= args.size()) return fail("needs a value");
+      value = args[++i];
+    }
+    if (name == "--data-dir") {
+      if (value.empty()) return fail("needs a directory");
+      s.data_dir = std::string(value);
+    } else if (name == "--listen") {
+      // HOST:PORT, or "none" for no TCP listener (then --unix-socket is needed).
+      if (value == "none") {
+        s.listen.clear();
+        continue;
+      }
+      const size_t colon = value.rfind(':');
+      if (colon == std::string_view::npos || colon == 0 || colon + 1 == value.size()) {
+        return fail("needs HOST:PORT (e.g. 127.0.0.1:7270), not " + quoted(value));
+      }
+      uint64_t port = 0;
+      if (auto err = parse_count(value.substr(colon + 1), port); err || port > 65535) {
+        return fail("bad port in " + quoted(value));
+      }
+      s.listen = std::string(value);
+    } else if (name == "--unix-socket") {
+      if (value.empty()) return fail("needs a path");
+      if (value.size() > 107) return fail("a Unix socket path has at most 107 bytes");
+      s.unix_socket = std::string(value);
+    } else if (name == "--threads") {
+      uint64_t n = 0;
+      if (auto err = parse_count(value, n)) return fail(err.message);
+      if (n < 1 || n > max_threads) {
+        return fail("must be between 1 and " + std::to_string(max_threads));
+      }
+      s.threads = static_cast<unsigned>(n);
+    } else if (name == "--log-level") {
+      if (!log::parse_level(value, s.log_level)) {
+        return fail("unknown level " + quoted(value) + " (trace, debug, info, warn, error or off)");
+      }
+    }
+  }
+  if (s.listen.empty() && s.unix_socket.empty()) {
+    return error(program + ": --listen none needs --unix-socket PATH (nothing to listen on)");
+  }
+  return cmd;
+}
+
 }  // namespace
 
 Command parse_command_line(std::span<const std::string_view> args) {
@@ -292,6 +373,7 @@ Command parse_command_line(std::span<const std::string_view> args) {
   }
   if (first == "mount") return MountParser(args.subspan(1), false).parse();
   if (first == "vhost-user") return MountParser(args.subspan(1), true).parse();
+  if (first == "serve") return parse_serve(args.subspan(1));
   if (first.starts_with("-")) {
     return error("sandfsd: unknown flag " + quoted(first) + " (see 'sandfsd --help')");
   }
@@ -327,6 +409,8 @@ Commands:
   vhost-user  serve virtio-fs to virtual machines: listen on vhost-user sockets
               that a VMM (QEMU, cloud-hypervisor, ...) connects to, until
               SIGINT/SIGTERM (see 'sandfsd vhost-user --help')
+  serve       run the volume service: named volumes, mounts into sandboxes, and
+              the HTTP/JSON admin API (see 'sandfsd serve --help')
 
 Options:
   -h, --help     show this help and exit
@@ -441,6 +525,46 @@ Examples:
   sandfsd mount --backend memfs --capacity 1G --threads 2 /mnt/scratch
   sandfsd mount --backend passthrough --root /srv/share --quota 10G /mnt/share
 )";
+}
+
+std::string default_data_dir() {
+  if (::geteuid() == 0) return "/var/lib/sandfs";
+  const char* xdg = std::getenv("XDG_DATA_HOME");
+  if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/sandfs";
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr && home[0] != '\0' ? home : ".") + "/.local/share/sandfs";
+}
+
+std::string serve_usage_text() {
+  return R"TXT(Usage: sandfsd serve [OPTIONS]
+
+Runs the volume service: keeps named volumes under the data directory, mounts
+them (and host directories and scratch space) into sandboxes over vhost-user or
+/dev/fuse, and serves the HTTP/JSON admin API (docs/openapi.yaml). Every request
+but GET /healthz needs the bearer token kept in DATA_DIR/token (made at the
+first start, mode 0600):
+
+  curl -H "Authorization: Bearer $(cat DATA_DIR/token)" \
+       http://127.0.0.1:7270/v1/volumes
+
+It runs until SIGINT/SIGTERM/SIGHUP, which stop accepting requests, remove
+every mount and exit 0.
+
+  --data-dir DIR        where volumes, the catalog and the token live (default:
+                        /var/lib/sandfs for root, else
+                        ${XDG_DATA_HOME:-~/.local/share}/sandfs)
+  --listen HOST:PORT    the TCP address of the API (default: 127.0.0.1:7270;
+                        port 0 picks a free one; 'none': no TCP listener)
+  --unix-socket PATH    also serve the API on this Unix socket (mode 0660)
+  --threads N           event-loop threads shared by the API and the mounts,
+                        each with its own io_uring (default: 2, at most 64)
+  --log-level LEVEL     trace, debug, info, warn, error or off (default: info)
+  -h, --help            show this help and exit
+
+sandfsd prints one line on stderr when it is ready:
+  sandfsd: serving the API on 127.0.0.1:7270 (data /var/lib/sandfs, token
+  /var/lib/sandfs/token, ...)
+)TXT";
 }
 
 std::string vhost_user_usage_text() {

@@ -61,12 +61,32 @@ struct MountCommand {
 
 inline constexpr unsigned max_queues = 64;
 
+// sandfsd serve: the volume service and its HTTP admin API.
+struct ServeCommand {
+  std::string data_dir;  // --data-dir; empty: default_data_dir()
+  std::string listen = "127.0.0.1:7270";
+  std::string unix_socket;  // --unix-socket; empty: none
+  unsigned threads = 2;
+  log::Level log_level = log::Level::info;
+};
+
 inline constexpr unsigned max_threads = 64;
 
 struct Command {
-  enum class Kind { help, version, mount_help, mount, vhost_user_help, vhost_user, error };
+  enum class Kind {
+    help,
+    version,
+    mount_help,
+    mount,
+    vhost_user_help,
+    vhost_user,
+    serve_help,
+    serve,
+    error
+  };
   Kind kind = Kind::error;
   MountCommand mount;
+  ServeCommand serve;
   std::string error;  // Kind::error: what is wrong, naming the flag or argument
 };
 
@@ -76,6 +96,9 @@ Command parse_command_line(std::span<const std::string_view> args);
 std::string usage_text();
 std::string mount_usage_text();
 std::string vhost_user_usage_text();
+std::string serve_usage_text();
+// /var/lib/sandfs for root, else ${XDG_DATA_HOME:-$HOME/.local/share}/sandfs.
+std::string default_data_dir();
 std::string version_text();
 std::string_view to_string(Backend backend);
 

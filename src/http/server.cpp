@@ -504,20 +504,22 @@ awaitable<bool> Server::Impl::serve_one(Stream& stream, beast::flat_buffer& buff
 
   if (is_file_download(request)) co_return co_await download(stream, x, request);
 
-  ApiResponse response = co_await pool.run([this, &request] { return api.handle(request); });
+  auto handle = [this, &request] { return api.handle(request); };
+  ApiResponse response = co_await pool.run(std::move(handle));
   co_return co_await reply(stream, x, std::move(response));
 }
 
 template <class Stream>
 awaitable<bool> Server::Impl::download(Stream& stream, Exchange& x, const ApiRequest& request) {
   using Handle = volumes::Outcome<volumes::VolumeFiles::ReadHandle>;
-  Handle opened = co_await pool.run([this, &request]() -> Handle {
+  auto open = [this, &request]() -> Handle {
     auto path = volumes::normalize_volume_path(request.match.file_path);
     if (!path) return path.error();
     auto files = api.files(request.match.name);
     if (!files) return files.error();
     return (*files)->open_read(*path);
-  });
+  };
+  Handle opened = co_await pool.run(std::move(open));
   if (!opened) co_return co_await reply(stream, x, error_response(opened.error()));
   const volumes::VolumeFiles::ReadHandle handle = std::move(*opened);
   const int fd = handle.fd.get();
@@ -549,10 +551,11 @@ awaitable<bool> Server::Impl::download(Stream& stream, Exchange& x, const ApiReq
       Result<size_t> r = co_await ring->preadv(fd, std::span<const iovec>(&iov, 1), offset);
       got = r ? static_cast<long>(*r) : -r.error();
     } else {
-      got = co_await pool.run([fd, iov, offset]() -> long {
+      auto read = [fd, iov, offset]() -> long {
         const ssize_t n = ::preadv(fd, &iov, 1, static_cast<off_t>(offset));
         return n < 0 ? -errno : static_cast<long>(n);
-      });
+      };
+      got = co_await pool.run(std::move(read));
     }
     if (got <= 0) {
       // The file shrank or failed under us after the header promised `size` bytes: the only
@@ -594,13 +597,14 @@ awaitable<bool> Server::Impl::upload(Stream& stream, beast::flat_buffer& buffer,
   if (!parents) co_return co_await reply(stream, x, error_response(parents.error()));
 
   using WriterOutcome = volumes::Outcome<std::unique_ptr<volumes::VolumeFiles::Writer>>;
-  WriterOutcome opened = co_await pool.run([this, &request, p = *parents]() -> WriterOutcome {
+  auto open = [this, &request, p = *parents]() -> WriterOutcome {
     auto path = volumes::normalize_volume_path(request.match.file_path);
     if (!path) return path.error();
     auto files = api.files(request.match.name);
     if (!files) return files.error();
     return (*files)->open_write(*path, p);
-  });
+  };
+  WriterOutcome opened = co_await pool.run(std::move(open));
   if (!opened) co_return co_await reply(stream, x, error_response(opened.error()));
   std::shared_ptr<volumes::VolumeFiles::Writer> writer = std::move(*opened);
 
@@ -620,14 +624,16 @@ awaitable<bool> Server::Impl::upload(Stream& stream, beast::flat_buffer& buffer,
       const size_t got = chunk.size() - body.get().body().size;
       if (got == 0) continue;
       total += got;
-      auto wrote = co_await pool.run([writer, &chunk, got] {
+      auto write = [writer, &chunk, got] {
         return writer->write(std::as_bytes(std::span<const char>(chunk.data(), got)));
-      });
+      };
+      auto wrote = co_await pool.run(std::move(write));
       if (!wrote) co_return co_await reply(stream, x, error_response(wrote.error()));
     }
     x.body_unread = false;
   }
-  auto committed = co_await pool.run([writer] { return writer->commit(); });
+  auto commit = [writer] { return writer->commit(); };
+  auto committed = co_await pool.run(std::move(commit));
   if (!committed) co_return co_await reply(stream, x, error_response(committed.error()));
   ApiResponse ok;
   ok.status = 201;

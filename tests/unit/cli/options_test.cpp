@@ -1,6 +1,8 @@
 // The sandfsd command line parser.
 #include "cli/options.hpp"
 
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
@@ -303,4 +305,71 @@ TEST_CASE("vhost-user: errors name what is wrong", "[cli][vhost]") {
   // mount does not take vhost-user's flags.
   Command m = parse({"mount", "--socket-path", "/s", "/mnt"});
   CHECK(m.kind == Command::Kind::error);
+}
+
+namespace {
+ServeCommand serve_ok(std::vector<std::string_view> args) {
+  args.insert(args.begin(), "serve");
+  Command c = parse(args);
+  INFO(c.error);
+  REQUIRE(c.kind == Command::Kind::serve);
+  return c.serve;
+}
+
+std::string serve_error(std::vector<std::string_view> args) {
+  args.insert(args.begin(), "serve");
+  Command c = parse(args);
+  REQUIRE(c.kind == Command::Kind::error);
+  return c.error;
+}
+}  // namespace
+
+TEST_CASE("serve defaults", "[cli]") {
+  const ServeCommand s = serve_ok({});
+  CHECK(s.data_dir.empty());
+  CHECK(s.listen == "127.0.0.1:7270");
+  CHECK(s.unix_socket.empty());
+  CHECK(s.threads == 2);
+  CHECK(s.log_level == log::Level::info);
+  CHECK(parse({"serve", "--help"}).kind == Command::Kind::serve_help);
+  CHECK(parse({"serve", "--listen", "1.2.3.4:1", "-h"}).kind == Command::Kind::serve_help);
+  CHECK_THAT(usage_text(), Catch::Contains("serve"));
+  CHECK_THAT(serve_usage_text(), Catch::Contains("--data-dir"));
+}
+
+TEST_CASE("serve flags", "[cli]") {
+  const ServeCommand s =
+      serve_ok({"--data-dir", "/srv/sandfs", "--listen=0.0.0.0:8080", "--unix-socket",
+                "/run/sandfs.sock", "--threads", "4", "--log-level=debug"});
+  CHECK(s.data_dir == "/srv/sandfs");
+  CHECK(s.listen == "0.0.0.0:8080");
+  CHECK(s.unix_socket == "/run/sandfs.sock");
+  CHECK(s.threads == 4);
+  CHECK(s.log_level == log::Level::debug);
+  CHECK(serve_ok({"--listen", "[::1]:7270"}).listen == "[::1]:7270");
+  CHECK(serve_ok({"--listen", "none", "--unix-socket", "/s"}).listen.empty());
+}
+
+TEST_CASE("serve errors name the flag", "[cli]") {
+  CHECK_THAT(serve_error({"--listen", "7270"}), Catch::Contains("--listen: needs HOST:PORT"));
+  CHECK_THAT(serve_error({"--listen", "h:99999"}), Catch::Contains("bad port"));
+  CHECK_THAT(serve_error({"--listen", "h:"}), Catch::Contains("--listen"));
+  CHECK_THAT(serve_error({"--listen", "none"}), Catch::Contains("needs --unix-socket"));
+  CHECK_THAT(serve_error({"--threads", "0"}), Catch::Contains("--threads: must be between"));
+  CHECK_THAT(serve_error({"--threads"}), Catch::Contains("--threads: needs a value"));
+  CHECK_THAT(serve_error({"--log-level", "loud"}), Catch::Contains("unknown level"));
+  CHECK_THAT(serve_error({"--data-dir="}), Catch::Contains("--data-dir: needs a directory"));
+  CHECK_THAT(serve_error({"--root", "/x"}), Catch::Contains("unknown flag '--root'"));
+  CHECK_THAT(serve_error({"extra"}), Catch::Contains("unexpected argument 'extra'"));
+  const std::string long_path(120, 'x');
+  CHECK_THAT(serve_error({"--unix-socket", long_path}), Catch::Contains("at most 107 bytes"));
+}
+
+TEST_CASE("serve default data dir", "[cli]") {
+  const std::string dir = default_data_dir();
+  if (::geteuid() == 0) {
+    CHECK(dir == "/var/lib/sandfs");
+  } else {
+    CHECK_THAT(dir, Catch::EndsWith("/sandfs"));
+  }
 }
