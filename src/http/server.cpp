@@ -359,15 +359,18 @@ awaitable<void> Server::Impl::serve(std::shared_ptr<beast::basic_stream<Protocol
   } leave{this, id};
   auto& stream = *stream_ptr;
   beast::flat_buffer buffer;
+  // A new connection has header_timeout to send its first request (so sockets opened and left
+  // silent cannot hold the connection cap); between requests it may idle for idle_timeout.
+  bool first = true;
   for (;;) {
     if (stopping) co_return;
     if (buffer.size() == 0) {
-      // Between requests: the idle timeout; from the first byte on, the header timeout.
-      stream.expires_after(options.idle_timeout);
+      stream.expires_after(first ? options.header_timeout : options.idle_timeout);
       auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), as_tuple_awaitable);
       if (ec) co_return;
       buffer.commit(n);
     }
+    first = false;
     const bool keep = co_await serve_one(stream, buffer);
     if (!keep) break;
   }

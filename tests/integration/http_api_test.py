@@ -203,6 +203,49 @@ def test_files(srv):
     check(st == 200, "%2F decodes to a separator")
 
 
+def peak_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_large_file_streams(srv):
+    """100 MiB up and down never sits in the server's memory whole."""
+    expect(srv, "POST", "/v1/volumes", 201, body={"name": "large"})
+    chunk = os.urandom(1 << 20)
+    before = peak_rss_kib(srv.proc.pid)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+    conn.putrequest("PUT", "/v1/volumes/large/files/big.bin")
+    conn.putheader("Authorization", "Bearer " + srv.token)
+    conn.putheader("Content-Length", str(100 << 20))
+    conn.endheaders()
+    for _ in range(100):
+        conn.send(chunk)
+    resp = conn.getresponse()
+    body = resp.read()
+    check(resp.status == 201 and (jbody(body) or {}).get("size") == 100 << 20,
+          "100 MiB upload: %d %s" % (resp.status, body[:100]))
+    conn.request("GET", "/v1/volumes/large/files/big.bin",
+                 headers={"Authorization": "Bearer " + srv.token})
+    resp = conn.getresponse()
+    total = 0
+    same = True
+    while True:
+        piece = resp.read(1 << 20)
+        if not piece:
+            break
+        # Every MiB of the upload was the same random MiB (read() returns whole MiBs).
+        same = same and piece == chunk
+        total += len(piece)
+    conn.close()
+    check(total == 100 << 20 and same, "100 MiB download: %d bytes, same %s" % (total, same))
+    grew = peak_rss_kib(srv.proc.pid) - before
+    check(grew < 48 * 1024, "the server's peak RSS grew %d KiB moving 200 MiB" % grew)
+    expect(srv, "DELETE", "/v1/volumes/large", 204)
+
+
 def test_escapes(srv):
     base = "/v1/volumes/alpha/files"
     for path in ("/../x", "/d/../../x", "/%2e%2e%2fx", "/%2E%2E/%2E%2E/etc/passwd", "//etc/passwd",
@@ -480,7 +523,8 @@ def main():
         st = os.stat(os.path.join(srv.data_dir, "token"))
         check(st.st_mode & 0o777 == 0o600, "the token file is 0600")
         check(re.fullmatch(r"[0-9a-f]{64}", srv.token) is not None, "the token is 64 hex digits")
-        for test in (test_auth_and_routing, test_volumes, test_files, test_escapes,
+        for test in (test_auth_and_routing, test_volumes, test_files, test_large_file_streams,
+                     test_escapes,
                      test_concurrent_creates, test_mounts_errors, test_vhost_user_mount,
                      lambda s: test_fuse_mount(s, tmp), test_openapi, test_slow_client):
             name = getattr(test, "__name__", "test")
