@@ -309,7 +309,8 @@ Command parse_serve(std::span<const std::string_view> args) {
       return of_kind(Command::Kind::serve_help);
     }
     const bool known = name == "--data-dir" || name == "--listen" || name == "--unix-socket" ||
-                       name == "--threads" || name == "--log-level";
+                       name == "--threads" || name == "--log-level" ||
+                       name == "--max-connections" || name == "--max-upload";
     if (!known) {
       if (!name.starts_with("-")) {
         return error(program + ": unexpected argument " + quoted(name) + " (see '" + program +
@@ -350,6 +351,16 @@ Command parse_serve(std::span<const std::string_view> args) {
         return fail("must be between 1 and " + std::to_string(max_threads));
       }
       s.threads = static_cast<unsigned>(n);
+    } else if (name == "--max-connections") {
+      uint64_t n = 0;
+      if (auto err = parse_count(value, n)) return fail(err.message);
+      if (n < 1 || n > 1'000'000) return fail("must be between 1 and 1000000");
+      s.max_connections = static_cast<unsigned>(n);
+    } else if (name == "--max-upload") {
+      uint64_t bytes = 0;
+      if (auto err = parse_size(value, bytes)) return fail(err.message);
+      if (bytes == 0) return fail("must be greater than zero");
+      s.max_upload_bytes = bytes;
     } else if (name == "--log-level") {
       if (!log::parse_level(value, s.log_level)) {
         return fail("unknown level " + quoted(value) + " (trace, debug, info, warn, error or off)");
@@ -558,6 +569,10 @@ every mount and exit 0.
   --unix-socket PATH    also serve the API on this Unix socket (mode 0660)
   --threads N           event-loop threads shared by the API and the mounts,
                         each with its own io_uring (default: 2, at most 64)
+  --max-connections N   API connections open at once; the next one is answered
+                        503 and closed (default: 512)
+  --max-upload SIZE     largest file a PUT may write, streamed to the volume in
+                        chunks (default: 16G; JSON bodies are at most 1 MiB)
   --log-level LEVEL     trace, debug, info, warn, error or off (default: info)
   -h, --help            show this help and exit
 

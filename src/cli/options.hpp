@@ -68,6 +68,8 @@ struct ServeCommand {
   std::string unix_socket;  // --unix-socket; empty: none
   unsigned threads = 2;
   log::Level log_level = log::Level::info;
+  unsigned max_connections = 512;                  // --max-connections
+  uint64_t max_upload_bytes = uint64_t{16} << 30;  // --max-upload: largest file PUT
 };
 
 inline constexpr unsigned max_threads = 64;

@@ -95,6 +95,8 @@ int run_serve(const ServeCommand& c) {
     http::ServerOptions options;
     options.listen = c.listen;
     options.unix_socket = c.unix_socket;
+    options.max_connections = c.max_connections;
+    options.max_upload_bytes = c.max_upload_bytes;
     http::Server server(**store, mounts, threads, *token, options);
     bool started = true;
     try {
@@ -127,7 +129,9 @@ int run_serve(const ServeCommand& c) {
         SANDFS_LOG(warn) << "mount " << m.id << ": " << r.error().message;
       }
     }
-    if (started) SANDFS_LOG(info) << "stopped: " << removed << " mounts removed";
+    if (started) {
+      SANDFS_LOG(info) << "stopped: " << removed << " mounts removed";
+    }
   }
   threads.stop();
   return status;

@@ -374,8 +374,20 @@ awaitable<void> Server::Impl::serve(std::shared_ptr<beast::basic_stream<Protocol
     const bool keep = co_await serve_one(stream, buffer);
     if (!keep) break;
   }
+  // A lingering close: after refusing a request whose body is still arriving (413, 401, ...),
+  // closing at once would answer the client's next segments with a RST, and a RST can discard
+  // our reply from the client's receive buffer before it reads it. So stop sending, then read
+  // and drop what still comes, for a bounded time and amount.
   boost::system::error_code ignored;
   stream.socket().shutdown(asio::socket_base::shutdown_send, ignored);
+  std::vector<char> sink(64 * 1024);
+  uint64_t drained = 0;
+  stream.expires_after(std::chrono::seconds(2));
+  while (!stopping && drained < (uint64_t{64} << 20)) {
+    auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), as_tuple_awaitable);
+    if (ec) break;
+    drained += n;
+  }
 }
 
 template <class Stream>

@@ -35,15 +35,16 @@ def check(cond, what):
 
 
 class Server:
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, *extra):
         self.data_dir = data_dir
+        self.extra = list(extra)
         self.proc = None
         self.port = None
 
     def start(self):
         self.proc = subprocess.Popen(
             [SANDFSD, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
-             "--log-level", "warn"],
+             "--log-level", "warn"] + self.extra,
             stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -512,6 +513,91 @@ def test_kill9(tmp):
         check(srv.stop() == 0, "SIGTERM exits 0")
 
 
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=10)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(self.unix_path)
+
+
+def test_limits_socket_and_shutdown(tmp):
+    """A second server with small limits and a Unix socket; SIGTERM removes its mounts."""
+    sock_path = os.path.join(tmp, "api.sock")
+    srv = Server(os.path.join(tmp, "limits"), "--unix-socket", sock_path,
+                 "--max-connections", "4", "--max-upload", "1M")
+    srv.start()
+    try:
+        check(stat_mode(sock_path) & 0o777 == 0o660, "the Unix socket is 0660")
+        conn = UnixConnection(sock_path)
+        conn.request("GET", "/v1/volumes", headers={"Authorization": "Bearer " + srv.token})
+        resp = conn.getresponse()
+        check(resp.status == 200 and "volumes" in (jbody(resp.read()) or {}),
+              "the API answers on the Unix socket")
+        conn.request("GET", "/v1/volumes")
+        resp = conn.getresponse()
+        resp.read()
+        check(resp.status == 401, "the Unix socket needs the token too")
+        conn.close()
+        expect(srv, "POST", "/v1/volumes", 201, body={"name": "small"})
+        expect(srv, "PUT", "/v1/volumes/small/files/ok.bin", 201, body=os.urandom(1 << 20))
+        expect(srv, "PUT", "/v1/volumes/small/files/big.bin", 413, "payload_too_large",
+               body=os.urandom((1 << 20) + 1))
+        # A chunked upload has no length to check up front: the limit cuts it off mid-body.
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        conn.putrequest("PUT", "/v1/volumes/small/files/chunked.bin")
+        conn.putheader("Authorization", "Bearer " + srv.token)
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        try:
+            for _ in range(3):
+                piece = os.urandom(600 << 10)
+                conn.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        except OSError:
+            pass
+        resp = conn.getresponse()
+        check(resp.status == 413, "a chunked upload over the limit is 413 (%d)" % resp.status)
+        conn.close()
+        st, _, _ = request(srv, "HEAD", "/v1/volumes/small/files/chunked.bin")
+        check(st == 404, "the cut-off upload left nothing")
+        # The connection cap: 4 open, the 5th is told 503.
+        held = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(4)]
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", srv.port))
+        extra.settimeout(5)
+        reply = extra.recv(1000)
+        check(reply.startswith(b"HTTP/1.1 503") and b"unavailable" in reply,
+              "over the connection cap: %r" % reply[:60])
+        extra.close()
+        for h in held:
+            h.close()
+        time.sleep(0.3)
+        st, _, _ = request(srv, "GET", "/healthz", token=False)
+        check(st == 200, "served again once connections closed")
+        mnt = None
+        if can_fuse():
+            mnt = os.path.join(tmp, "mnt-term")
+            os.mkdir(mnt)
+            expect(srv, "POST", "/v1/mounts", 201, body={
+                "sandbox_id": "sb2", "source": {"type": "tmpfs", "size_mib": 4},
+                "transport": {"type": "fuse", "mountpoint": mnt}})
+            check(os.path.ismount(mnt), "the tmpfs fuse mount is mounted")
+    finally:
+        code = srv.stop()
+    check(code == 0, "SIGTERM exits 0 (got %s)" % code)
+    if mnt:
+        check(not os.path.ismount(mnt), "SIGTERM removed the mount")
+    check(not os.path.exists(sock_path), "the Unix socket is removed at exit")
+
+
+def stat_mode(path):
+    return os.stat(path).st_mode
+
+
 def main():
     if not os.path.exists(SANDFSD):
         print("no sandfsd at", SANDFSD)
@@ -536,12 +622,15 @@ def main():
         code = srv.stop()
         check(code == 0, "SIGTERM exits 0 (got %s)" % code)
         srv = None
+        print("-- test_limits_socket_and_shutdown", flush=True)
+        test_limits_socket_and_shutdown(tmp)
         print("-- test_kill9", flush=True)
         test_kill9(tmp)
     finally:
         if srv is not None and srv.proc and srv.proc.poll() is None:
             srv.proc.kill()
-        subprocess.run(["umount", "-l", os.path.join(tmp, "mnt")], stderr=subprocess.DEVNULL)
+        for mnt in ("mnt", "mnt-term"):
+            subprocess.run(["umount", "-l", os.path.join(tmp, mnt)], stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:
         print("%d failures" % len(failures))

@@ -347,6 +347,11 @@ TEST_CASE("serve flags", "[cli]") {
   CHECK(s.threads == 4);
   CHECK(s.log_level == log::Level::debug);
   CHECK(serve_ok({"--listen", "[::1]:7270"}).listen == "[::1]:7270");
+  const ServeCommand limits = serve_ok({"--max-connections", "8", "--max-upload=1G"});
+  CHECK(limits.max_connections == 8);
+  CHECK(limits.max_upload_bytes == uint64_t{1} << 30);
+  CHECK(serve_ok({}).max_connections == 512);
+  CHECK(serve_ok({}).max_upload_bytes == uint64_t{16} << 30);
   CHECK(serve_ok({"--listen", "none", "--unix-socket", "/s"}).listen.empty());
 }
 
@@ -359,6 +364,9 @@ TEST_CASE("serve errors name the flag", "[cli]") {
   CHECK_THAT(serve_error({"--threads"}), Catch::Contains("--threads: needs a value"));
   CHECK_THAT(serve_error({"--log-level", "loud"}), Catch::Contains("unknown level"));
   CHECK_THAT(serve_error({"--data-dir="}), Catch::Contains("--data-dir: needs a directory"));
+  CHECK_THAT(serve_error({"--max-connections", "0"}), Catch::Contains("--max-connections"));
+  CHECK_THAT(serve_error({"--max-upload", "0"}), Catch::Contains("--max-upload"));
+  CHECK_THAT(serve_error({"--max-upload", "lots"}), Catch::Contains("--max-upload"));
   CHECK_THAT(serve_error({"--root", "/x"}), Catch::Contains("unknown flag '--root'"));
   CHECK_THAT(serve_error({"extra"}), Catch::Contains("unexpected argument 'extra'"));
   const std::string long_path(120, 'x');
