@@ -10,7 +10,7 @@ packages=(
   # the kernel FUSE client's helpers and libfuse's examples (a benchmark peer)
   fuse3 libfuse3-dev
   # tools the integration tests drive through a mount
-  git rsync tar attr findutils coreutils diffutils python3 e2fsprogs
+  git rsync tar attr findutils coreutils diffutils python3 e2fsprogs curl
   # benchmarks
   fio bindfs
   # the real-guest harness (tests/guest): QEMU with its C virtiofsd, a static busybox for the

@@ -310,7 +310,8 @@ Command parse_serve(std::span<const std::string_view> args) {
     }
     const bool known = name == "--data-dir" || name == "--listen" || name == "--unix-socket" ||
                        name == "--threads" || name == "--log-level" ||
-                       name == "--max-connections" || name == "--max-upload";
+                       name == "--max-connections" || name == "--max-upload" ||
+                       name == "--ready-fd";
     if (!known) {
       if (!name.starts_with("-")) {
         return error(program + ": unexpected argument " + quoted(name) + " (see '" + program +
@@ -361,6 +362,11 @@ Command parse_serve(std::span<const std::string_view> args) {
       if (auto err = parse_size(value, bytes)) return fail(err.message);
       if (bytes == 0) return fail("must be greater than zero");
       s.max_upload_bytes = bytes;
+    } else if (name == "--ready-fd") {
+      uint64_t fd = 0;
+      if (auto err = parse_count(value, fd)) return fail(err.message);
+      if (fd > 1'000'000) return fail(quoted(value) + " is not a file descriptor number");
+      s.ready_fd = static_cast<int>(fd);
     } else if (name == "--log-level") {
       if (!log::parse_level(value, s.log_level)) {
         return fail("unknown level " + quoted(value) + " (trace, debug, info, warn, error or off)");
@@ -574,6 +580,8 @@ every mount and exit 0.
   --max-upload SIZE     largest file a PUT may write, streamed to the volume in
                         chunks (default: 16G; JSON bodies are at most 1 MiB)
   --log-level LEVEL     trace, debug, info, warn, error or off (default: info)
+  --ready-fd N          once the API listens, write "ready\n" to file
+                        descriptor N and close it
   -h, --help            show this help and exit
 
 sandfsd prints one line on stderr when it is ready:

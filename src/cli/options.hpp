@@ -70,6 +70,7 @@ struct ServeCommand {
   log::Level log_level = log::Level::info;
   unsigned max_connections = 512;                  // --max-connections
   uint64_t max_upload_bytes = uint64_t{16} << 30;  // --max-upload: largest file PUT
+  std::optional<int> ready_fd;                     // --ready-fd: "ready\n" once listening
 };
 
 inline constexpr unsigned max_threads = 64;

@@ -63,6 +63,7 @@ void wait_for_stop(int signal_fd) {
 
 int run_serve(const ServeCommand& c) {
   log::set_level(c.log_level);
+  if (!ready_fd_usable(c.ready_fd, "sandfsd serve")) return exit_usage;
   raise_fd_limit();
   UniqueFd signal_fd = take_stop_signals();
   if (!signal_fd) {
@@ -117,6 +118,7 @@ int run_serve(const ServeCommand& c) {
           (data_dir / http::token_file_name).string() + ", " + std::to_string(threads.size()) +
           " threads, io_uring " + (threads.uses_io_uring() ? "yes" : "no (thread pool)") + ")\n";
       [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, line.data(), line.size());
+      signal_ready(c.ready_fd);
       wait_for_stop(signal_fd.get());
     }
     server.stop();

@@ -353,6 +353,8 @@ TEST_CASE("serve flags", "[cli]") {
   CHECK(serve_ok({}).max_connections == 512);
   CHECK(serve_ok({}).max_upload_bytes == uint64_t{16} << 30);
   CHECK(serve_ok({"--listen", "none", "--unix-socket", "/s"}).listen.empty());
+  CHECK_FALSE(serve_ok({}).ready_fd);
+  CHECK(serve_ok({"--ready-fd", "9"}).ready_fd == 9);
 }
 
 TEST_CASE("serve errors name the flag", "[cli]") {
@@ -367,6 +369,7 @@ TEST_CASE("serve errors name the flag", "[cli]") {
   CHECK_THAT(serve_error({"--max-connections", "0"}), Catch::Contains("--max-connections"));
   CHECK_THAT(serve_error({"--max-upload", "0"}), Catch::Contains("--max-upload"));
   CHECK_THAT(serve_error({"--max-upload", "lots"}), Catch::Contains("--max-upload"));
+  CHECK_THAT(serve_error({"--ready-fd", "-1"}), Catch::Contains("--ready-fd"));
   CHECK_THAT(serve_error({"--root", "/x"}), Catch::Contains("unknown flag '--root'"));
   CHECK_THAT(serve_error({"extra"}), Catch::Contains("unexpected argument 'extra'"));
   const std::string long_path(120, 'x');
