@@ -164,6 +164,10 @@ volumes::Outcome<std::unique_ptr<volumes::VolumeFiles>> Api::files(std::string_v
   return volumes::VolumeFiles::open(info->path, store_.quota(info->name));
 }
 
+void Api::contents_changed(std::string_view volume) {
+  store_.contents_changed(volume);
+}
+
 ApiResponse Api::files_route(const ApiRequest& request) {
   auto path = volumes::normalize_volume_path(request.match.file_path);
   if (!path) return error_response(path.error());
@@ -203,6 +207,7 @@ ApiResponse Api::files_route(const ApiRequest& request) {
       if (!parents) return error_response(parents.error());
       auto made = f.mkdir(*path, *parents);
       if (!made) return error_response(made.error());
+      store_.contents_changed(request.match.name);
       auto st = f.stat(*path);
       if (!st) return error_response(st.error());
       return json_response(201, file_stat_json(*st));
@@ -211,6 +216,7 @@ ApiResponse Api::files_route(const ApiRequest& request) {
       auto recursive = request.query.flag("recursive", false);
       if (!recursive) return error_response(recursive.error());
       auto removed = *recursive ? f.remove_all(*path) : f.remove(*path);
+      store_.contents_changed(request.match.name);  // remove_all may fail part way
       if (!removed) return error_response(removed.error());
       return no_content();
     }

@@ -53,6 +53,8 @@ class Api {
 
   // The file operations of a dir volume (volume_not_found, unsupported for disk volumes).
   volumes::Outcome<std::unique_ptr<volumes::VolumeFiles>> files(std::string_view volume);
+  // After a host-side change to a volume's files: its used_bytes is measured afresh.
+  void contents_changed(std::string_view volume);
 
   // /metrics, Prometheus text format 0.0.4.
   std::string metrics();

@@ -647,7 +647,11 @@ awaitable<bool> Server::Impl::upload(Stream& stream, beast::flat_buffer& buffer,
     }
     x.body_unread = false;
   }
-  auto commit = [writer] { return writer->commit(); };
+  auto commit = [this, writer, &request] {
+    auto done = writer->commit();
+    api.contents_changed(request.match.name);
+    return done;
+  };
   auto committed = co_await pool.run(std::move(commit));
   if (!committed) co_return co_await reply(stream, x, error_response(committed.error()));
   ApiResponse ok;

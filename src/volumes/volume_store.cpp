@@ -784,6 +784,13 @@ Outcome<VolumeInfo> VolumeStore::get(std::string_view name) {
   return impl_->info(*row);
 }
 
+void VolumeStore::contents_changed(std::string_view name) {
+  Outcome<std::optional<VolumeRow>> row = impl_->catalog->find_by_name(name);
+  if (!row || !*row) return;
+  std::lock_guard lock(impl_->usage_mutex);
+  impl_->usage.erase((*row)->id);
+}
+
 Outcome<VolumeInfo> VolumeStore::get_by_id(std::string_view id) {
   Outcome<std::optional<VolumeRow>> row = impl_->catalog->find_by_id(id);
   if (!row) return row.error();

@@ -202,6 +202,22 @@ def test_files(srv):
     # A percent-encoded slash is a slash.
     st, _, data = request(srv, "GET", base + "/d%2Fe%2Fblob.bin?stat")
     check(st == 200, "%2F decodes to a separator")
+    st, _, data = expect(srv, "GET", "/v1/volumes/alpha", 200)
+    check((jbody(data) or {}).get("used_bytes", 0) >= len(payload),
+          "used_bytes of a volume with a quota counts the upload")
+
+
+def test_used_bytes_follows_the_files_api(srv):
+    # Without a quota, used_bytes is measured by walking the volume and briefly cached; a
+    # change through the files API must not be hidden by that cache.
+    expect(srv, "POST", "/v1/volumes", 201, body={"name": "usage"})
+    used = lambda: (jbody(expect(srv, "GET", "/v1/volumes/usage", 200)[2]) or {}).get("used_bytes")
+    check(used() == 0, "a new volume uses nothing")
+    expect(srv, "PUT", "/v1/volumes/usage/files/f.bin", 201, body=os.urandom(100000))
+    check(used() >= 100000, "used_bytes right after a PUT: %s" % used())
+    expect(srv, "DELETE", "/v1/volumes/usage/files/f.bin", 204)
+    check(used() < 100000, "used_bytes right after a DELETE: %s" % used())
+    expect(srv, "DELETE", "/v1/volumes/usage", 204)
 
 
 def peak_rss_kib(pid):
@@ -631,7 +647,7 @@ def main():
         check(re.fullmatch(r"[0-9a-f]{64}", srv.token) is not None, "the token is 64 hex digits")
         for test in (test_auth_and_routing, test_volumes, test_files, test_large_file_streams,
                      test_header_limit_and_disk_volumes, test_escapes,
-                     test_concurrent_creates, test_mounts_errors, test_vhost_user_mount,
+                     test_concurrent_creates, test_used_bytes_follows_the_files_api, test_mounts_errors, test_vhost_user_mount,
                      lambda s: test_fuse_mount(s, tmp), test_openapi, test_slow_client):
             name = getattr(test, "__name__", "test")
             print("--", name, flush=True)
