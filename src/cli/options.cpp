@@ -417,7 +417,7 @@ std::string version_text() {
 std::string usage_text() {
   return R"(Usage: sandfsd COMMAND [OPTIONS]
 
-sandfsd serves sandfs filesystems over FUSE.
+sandfsd serves sandfs filesystems over FUSE and virtio-fs, and keeps named volumes.
 
 Commands:
   mount       mount a filesystem on this host through /dev/fuse and serve it in the
@@ -428,6 +428,9 @@ Commands:
               SIGINT/SIGTERM (see 'sandfsd vhost-user --help')
   serve       run the volume service: named volumes, mounts into sandboxes, and
               the HTTP/JSON admin API (see 'sandfsd serve --help')
+  volume      talk to a running 'sandfsd serve': create, ls, inspect, rm, put,
+              get, mkdir, files (see 'sandfsd volume --help')
+  mount-ls    list the mounts a running 'sandfsd serve' has made
 
 Options:
   -h, --help     show this help and exit
