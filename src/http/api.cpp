@@ -154,7 +154,7 @@ ApiResponse Api::volume_route(const ApiRequest& request) {
 }
 
 volumes::Outcome<std::unique_ptr<volumes::VolumeFiles>> Api::files(std::string_view volume) {
-  auto info = store_.get(volume);
+  auto info = store_.locate(volume);
   if (!info) return info.error();
   if (info->kind != volumes::VolumeKind::dir) {
     return Error{ErrorCode::unsupported, "volume '" + info->name +

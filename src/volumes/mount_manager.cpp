@@ -271,7 +271,7 @@ Outcome<VolumeInfo> MountManager::Impl::find_or_create(const MountSpec& spec,
   // ensure-exists then looks again until it is there, or gone (that create failed: try ours).
   const auto deadline = std::chrono::steady_clock::now() + ensure_exists_patience;
   for (;;) {
-    Outcome<VolumeInfo> found = store.get(spec.volume);
+    Outcome<VolumeInfo> found = store.locate(spec.volume);
     if (found) {
       if (spec.mode == NamedMode::create) {
         return fail(ErrorCode::volume_already_exists,

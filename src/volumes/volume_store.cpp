@@ -784,6 +784,12 @@ Outcome<VolumeInfo> VolumeStore::get(std::string_view name) {
   return impl_->info(*row);
 }
 
+Outcome<VolumeInfo> VolumeStore::locate(std::string_view name) {
+  Outcome<VolumeRow> row = impl_->find_ready(name);
+  if (!row) return row.error();
+  return impl_->info(*row, /*measure=*/false);
+}
+
 void VolumeStore::contents_changed(std::string_view name) {
   Outcome<std::optional<VolumeRow>> row = impl_->catalog->find_by_name(name);
   if (!row || !*row) return;

@@ -65,6 +65,10 @@ class VolumeStore {
 
   Outcome<VolumeInfo> create(const CreateVolume& request);
   Outcome<VolumeInfo> get(std::string_view name);
+  // get() without measuring used_bytes (left 0): for callers that only need to reach the
+  // volume (its id, kind and path), such as every host-side file operation, since measuring a
+  // volume without a quota walks its tree.
+  Outcome<VolumeInfo> locate(std::string_view name);
   Outcome<VolumeInfo> get_by_id(std::string_view id);
   // Newest first. Only volumes carrying every label in `selector` (key and value equal).
   Outcome<std::vector<VolumeInfo>> list(const Labels& selector = {});

@@ -430,6 +430,43 @@ TEST_CASE("store: used_bytes counts each inode once and follows no symlink", "[v
   CHECK((*listed)[0].used_bytes == got->used_bytes);
 }
 
+TEST_CASE("store: a measured used_bytes is reused until contents_changed", "[volumes][store]") {
+  TempDir dir;
+  auto store = open_store(dir.path);
+  auto created = store->create(dir_volume("cached"));
+  REQUIRE(created.ok());
+  write_file(fs::path(created->path) / "a", 100);
+  auto first = store->get("cached");
+  REQUIRE(first.ok());
+  CHECK(first->used_bytes == 100);
+  write_file(fs::path(created->path) / "b", 200);
+  auto cached = store->get("cached");
+  REQUIRE(cached.ok());
+  CHECK(cached->used_bytes == 100);  // the 2 s cache; a mount or the files API says otherwise
+  store->contents_changed("cached");
+  auto fresh = store->get("cached");
+  REQUIRE(fresh.ok());
+  CHECK(fresh->used_bytes == 300);
+  store->contents_changed("no-such-volume");  // harmless
+}
+
+TEST_CASE("store: locate reaches a volume without measuring it", "[volumes][store]") {
+  TempDir dir;
+  auto store = open_store(dir.path);
+  auto created = store->create(dir_volume("where", {{"k", "v"}}));
+  REQUIRE(created.ok());
+  write_file(fs::path(created->path) / "a", 4000);
+  auto found = store->locate("where");
+  REQUIRE(found.ok());
+  CHECK(found->id == created->id);
+  CHECK(found->path == created->path);
+  CHECK(found->kind == VolumeKind::dir);
+  CHECK(found->used_bytes == 0);
+  auto missing = store->locate("nope");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(code_of(missing) == ErrorCode::volume_not_found);
+}
+
 TEST_CASE("store: a disk volume is a sparse ext4 image of whole MiB", "[volumes][store][disk]") {
   TempDir dir;
   auto store = open_store(dir.path);
