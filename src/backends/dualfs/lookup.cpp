@@ -1,0 +1,187 @@
+// Name resolution through the policy, and the read-only inode operations.
+#include <sys/stat.h>
+
+#include "backends/dualfs/dualfs.hpp"
+#include "core/protocol/fuse_kernel.hpp"
+
+namespace sandfs::dualfs {
+
+namespace {
+
+struct SideHit {
+  Side side;
+  Entry entry;
+};
+
+bool is_dir_mode(uint32_t mode) {
+  return S_ISDIR(mode);
+}
+
+}  // namespace
+
+Task<Result<DualFs::Found>> DualFs::resolve(const RequestContext& ctx, const NodePtr& parent,
+                                            std::string_view name) {
+  if (!parent->is_dir()) co_return Errno{ENOTDIR};
+  if (is_reserved(name) || name == "." || name == "..") co_return Errno{ENOENT};
+  const InodeTable::View pv = table_.view(*parent);
+  const SideOrder order = config_.policy->lookup_order();
+
+  // B's name is hidden by a whiteout or an opaque A directory.
+  bool b_hidden = false;
+  if (pv.a != 0 && pv.b != 0 && order.contains(Side::b)) {
+    Result<bool> hidden = co_await whiteouts_.hides(pv.a, name);
+    if (!hidden) co_return Errno{hidden.error()};
+    b_hidden = *hidden;
+  }
+
+  std::vector<SideHit> hits;
+  std::vector<ChildRef> drop;
+  for (uint8_t i = 0; i < order.count; ++i) {
+    const Side s = order.at(i);
+    const InodeId pino = pv.on(s);
+    if (pino == 0 || (s == Side::b && b_hidden)) continue;
+    // A non-directory found first hides the rest; a directory merges with later directories.
+    if (!hits.empty() && !is_dir_mode(hits.front().entry.attr.mode)) break;
+    Result<Entry> r = co_await fs(s).lookup(ctx, pino, name);
+    if (!r) {
+      if (r.error() == ENOENT) continue;
+      give_back(drop);
+      for (const SideHit& h : hits)
+        fs(h.side).forget(h.entry.ino, 1);
+      co_return Errno{r.error()};
+    }
+    if (r->ino == 0) continue;  // a negative entry
+    if (!hits.empty()) {
+      bool merge = is_dir_mode(r->attr.mode);
+      if (merge) {
+        // An opaque A directory takes nothing from B.
+        const InodeId a_dir = s == Side::a ? r->ino : hits.front().entry.ino;
+        Result<std::shared_ptr<const DirMarks>> marks = co_await whiteouts_.marks(a_dir);
+        if (!marks) {
+          fs(s).forget(r->ino, 1);
+          for (const SideHit& h : hits)
+            fs(h.side).forget(h.entry.ino, 1);
+          co_return Errno{marks.error()};
+        }
+        merge = !(*marks)->opaque;
+      }
+      if (!merge) {
+        fs(s).forget(r->ino, 1);
+        continue;
+      }
+    }
+    hits.push_back({s, *r});
+  }
+  if (hits.empty()) co_return Errno{ENOENT};
+
+  Binding binding;
+  binding.type = hits.front().entry.attr.mode & S_IFMT;
+  Attr attr = hits.front().entry.attr;
+  for (const SideHit& h : hits) {
+    if (h.side == Side::a) {
+      binding.a = h.entry.ino;
+      attr = h.entry.attr;  // A's attributes win for a merged directory
+    } else {
+      binding.b = h.entry.ino;
+    }
+  }
+  NodePtr n = table_.bind(binding, parent->ino, name, drop);
+  give_back(drop);
+  co_return Found{std::move(n), attr};
+}
+
+Task<Result<bool>> DualFs::b_has_visible(const RequestContext& ctx, const NodePtr& parent,
+                                         std::string_view name) {
+  const InodeTable::View pv = table_.view(*parent);
+  if (pv.b == 0 || !config_.policy->lookup_order().contains(Side::b)) co_return false;
+  if (pv.a != 0) {
+    Result<bool> hidden = co_await whiteouts_.hides(pv.a, name);
+    if (!hidden) co_return Errno{hidden.error()};
+    if (*hidden) co_return false;
+  }
+  Result<Entry> r = co_await config_.b->lookup(ctx, pv.b, name);
+  if (!r) {
+    if (r.error() == ENOENT) co_return false;
+    co_return Errno{r.error()};
+  }
+  if (r->ino == 0) co_return false;
+  config_.b->forget(r->ino, 1);
+  co_return true;
+}
+
+Task<Result<Entry>> DualFs::lookup(const RequestContext& ctx, InodeId parent,
+                                   std::string_view name) {
+  Result<NodePtr> p = node_of(parent);
+  if (!p) co_return Errno{p.error()};
+  if (int e = admit(OpKind::lookup, parent, name); e != 0) co_return Errno{e};
+  Result<Found> f = co_await resolve(ctx, *p, name);
+  if (!f) {
+    if (f.error() == ENOENT && entry_timeout_.count() > 0) {
+      Entry negative;
+      negative.entry_timeout = entry_timeout_;
+      co_return negative;
+    }
+    co_return Errno{f.error()};
+  }
+  co_return entry_for(f->node, f->attr);
+}
+
+Task<Result<AttrReply>> DualFs::getattr(const RequestContext& ctx, InodeId ino,
+                                        std::optional<HandleId>) {
+  Result<NodePtr> n = node_of(ino);
+  if (!n) co_return Errno{n.error()};
+  if (int e = admit(OpKind::getattr, ino); e != 0) co_return Errno{e};
+  const InodeTable::View v = table_.view(**n);
+  const Side s = active_side(v);
+  const InodeId child = v.on(s);
+  if (child == 0) co_return Errno{ENOENT};
+  Result<AttrReply> r = co_await fs(s).getattr(ctx, child, std::nullopt);
+  if (!r) co_return Errno{r.error()};
+  co_return attr_reply(*n, r->attr);
+}
+
+Task<Result<std::string>> DualFs::readlink(const RequestContext& ctx, InodeId ino) {
+  Result<NodePtr> n = node_of(ino);
+  if (!n) co_return Errno{n.error()};
+  if (int e = admit(OpKind::readlink, ino); e != 0) co_return Errno{e};
+  const InodeTable::View v = table_.view(**n);
+  const Side s = active_side(v);
+  co_return co_await fs(s).readlink(ctx, v.on(s));
+}
+
+Task<Result<StatFs>> DualFs::statfs(const RequestContext& ctx, InodeId ino) {
+  Result<NodePtr> n = node_of(ino);
+  if (!n) co_return Errno{n.error()};
+  if (int e = admit(OpKind::statfs, ino); e != 0) co_return Errno{e};
+  co_return co_await config_.a->statfs(ctx, fuse::root_id);
+}
+
+Task<Status> DualFs::access(const RequestContext& ctx, InodeId ino, uint32_t mask) {
+  Result<NodePtr> n = node_of(ino);
+  if (!n) co_return Errno{n.error()};
+  if (int e = admit(OpKind::access, ino); e != 0) co_return Errno{e};
+  const InodeTable::View v = table_.view(**n);
+  const Side s = active_side(v);
+  co_return co_await fs(s).access(ctx, v.on(s), mask);
+}
+
+Task<Result<XattrReply>> DualFs::getxattr(const RequestContext& ctx, InodeId ino,
+                                          std::string_view name, uint32_t size) {
+  Result<NodePtr> n = node_of(ino);
+  if (!n) co_return Errno{n.error()};
+  if (int e = admit(OpKind::getxattr, ino, name); e != 0) co_return Errno{e};
+  const InodeTable::View v = table_.view(**n);
+  const Side s = active_side(v);
+  co_return co_await fs(s).getxattr(ctx, v.on(s), name, size);
+}
+
+Task<Result<XattrReply>> DualFs::listxattr(const RequestContext& ctx, InodeId ino, uint32_t size) {
+  Result<NodePtr> n = node_of(ino);
+  if (!n) co_return Errno{n.error()};
+  if (int e = admit(OpKind::listxattr, ino); e != 0) co_return Errno{e};
+  const InodeTable::View v = table_.view(**n);
+  const Side s = active_side(v);
+  co_return co_await fs(s).listxattr(ctx, v.on(s), size);
+}
+
+}  // namespace sandfs::dualfs

@@ -1,0 +1,68 @@
+// unlink and rmdir. The A object goes; a B object of that name is whited out (whiteouts.hpp),
+// before A's removal, so a failure in between leaves B hidden rather than resurrected. A merged
+// directory is removable only when its merged listing is empty.
+#include "backends/dualfs/dualfs.hpp"
+
+namespace sandfs::dualfs {
+
+Task<Status> DualFs::remove_name(const RequestContext& ctx, InodeId parent, std::string_view name,
+                                 bool dir) {
+  Result<NodePtr> p = node_of(parent);
+  if (!p) co_return Errno{p.error()};
+  if (int e = admit(dir ? OpKind::rmdir : OpKind::unlink, parent, name); e != 0) {
+    co_return Errno{e};
+  }
+  Result<Found> f = co_await resolve(ctx, *p, name);
+  if (!f) co_return Errno{f.error()};
+  const NodePtr n = f->node;
+  // The body runs with the reference on `n` held; the reference goes whatever it answers.
+  auto body = [&]() -> Task<Status> {
+    if (dir && !n->is_dir()) co_return Errno{ENOTDIR};
+    if (!dir && n->is_dir()) co_return Errno{EISDIR};
+    if (dir) {
+      Result<bool> empty = co_await dir_is_empty(ctx, n);
+      if (!empty) co_return Errno{empty.error()};
+      if (!*empty) co_return Errno{ENOTEMPTY};
+    }
+    const InodeTable::View v = table_.view(*n);
+    bool whiteout = v.b != 0;
+    if (!whiteout) {
+      Result<bool> b_has = co_await b_has_visible(ctx, *p, name);
+      if (!b_has) co_return Errno{b_has.error()};
+      whiteout = *b_has;
+    }
+    if (whiteout) {
+      Result<InodeId> pa = co_await a_dir_of(*p);
+      if (!pa) co_return Errno{pa.error()};
+      Status added = co_await whiteouts_.add(*pa, name);
+      if (!added) co_return added;
+    }
+    if (v.a != 0) {
+      const InodeId pa = table_.view(**p).a;
+      if (dir) {
+        Status cleared = co_await whiteouts_.clear(v.a);
+        if (!cleared) co_return cleared;
+        Status removed = co_await config_.a->rmdir(ctx, pa, name);
+        if (!removed) co_return removed;
+        whiteouts_.forget_dir(v.a);
+      } else {
+        Status removed = co_await config_.a->unlink(ctx, pa, name);
+        if (!removed) co_return removed;
+      }
+    }
+    co_return ok_status();
+  };
+  Status status = co_await body();
+  drop_ref(n);
+  co_return status;
+}
+
+Task<Status> DualFs::unlink(const RequestContext& ctx, InodeId parent, std::string_view name) {
+  co_return co_await remove_name(ctx, parent, name, false);
+}
+
+Task<Status> DualFs::rmdir(const RequestContext& ctx, InodeId parent, std::string_view name) {
+  co_return co_await remove_name(ctx, parent, name, true);
+}
+
+}  // namespace sandfs::dualfs
