@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "backends/dualfs/dualfs.hpp"
 #include "backends/memfs/memfs.hpp"
 #include "backends/passthrough/passthrough.hpp"
 #include "cli/process_setup.hpp"
@@ -26,6 +27,28 @@
 #include "transport/fuse_dev/fuse_mount.hpp"
 
 namespace sandfs::cli {
+
+namespace {
+
+// One side of a dual mount; a passthrough side uses the backend's defaults.
+BackendOrError make_dual_side(const DualSide& side, bool readonly, const MountCommand& c,
+                              std::string_view flag) {
+  MountCommand one;
+  one.cache = c.cache;
+  if (side.kind == DualSide::Kind::memfs) {
+    one.backend = Backend::memfs;
+    one.capacity_bytes = side.capacity_bytes;
+  } else {
+    one.backend = Backend::passthrough;
+    one.passthrough.root = side.root;
+    one.passthrough.readonly = readonly;
+  }
+  BackendOrError out = make_backend(one);
+  if (!out.fs) out.error = std::string(flag) + ": " + out.error;
+  return out;
+}
+
+}  // namespace
 
 BackendOrError make_backend(const MountCommand& c) {
   BackendOrError out;
@@ -71,6 +94,31 @@ BackendOrError make_backend(const MountCommand& c) {
       }
       return out;
     }
+    case Backend::dual: {
+      if (!c.dual.a || !c.dual.b) {
+        out.error = "--backend dual needs --a and --b";
+        return out;
+      }
+      BackendOrError a = make_dual_side(*c.dual.a, false, c, "--a");
+      if (!a.fs) return a;
+      BackendOrError b = make_dual_side(*c.dual.b, c.dual.b_readonly, c, "--b");
+      if (!b.fs) return b;
+      dualfs::DualFsConfig config;
+      config.a = std::move(a.fs);
+      config.b = std::move(b.fs);
+      config.policy = dualfs::parse_policy(c.dual.policy);
+      if (!config.policy) {
+        out.error = "unknown --policy " + c.dual.policy;
+        return out;
+      }
+      // A host directory keeps whiteouts across remounts; a memfs upper forgets everything.
+      config.whiteouts = c.dual.a->kind == DualSide::Kind::passthrough
+                             ? dualfs::WhiteoutStorage::markers
+                             : dualfs::WhiteoutStorage::memory;
+      config.cache = c.cache;
+      out.fs = dualfs::make_dualfs(std::move(config));
+      return out;
+    }
   }
   out.error = "unknown backend";
   return out;
@@ -92,6 +140,16 @@ std::string describe(const MountCommand& c, const fuse_dev::FuseMount& mount,
     if (p.readonly) s += ", read-only";
     if (p.quota_bytes) s += ", quota " + format_size(*p.quota_bytes);
     if (p.stat_xattr) s += ", record " + *p.stat_xattr;
+  }
+  if (c.backend == Backend::dual && c.dual.a && c.dual.b) {
+    auto side = [](const DualSide& d) {
+      if (d.kind == DualSide::Kind::passthrough) return "passthrough " + d.root;
+      return std::string("memfs") +
+             (d.capacity_bytes ? " of " + format_size(*d.capacity_bytes) : std::string());
+    };
+    s += ", A " + side(*c.dual.a) + ", B " + side(*c.dual.b);
+    if (c.dual.b_readonly) s += " (read-only)";
+    s += ", policy " + c.dual.policy;
   }
   if (c.capacity_bytes) s += ", capacity " + format_size(*c.capacity_bytes);
   if (c.max_inodes) s += ", max inodes " + std::to_string(*c.max_inodes);

@@ -105,10 +105,26 @@ class MountParser {
   // Flags that belong to one backend are refused with the other, whatever their order.
   std::optional<Command> check_backend_flags(MountCommand& m) const {
     const bool passthrough = m.backend == Backend::passthrough;
-    const auto& foreign = passthrough ? memfs_flags_ : passthrough_flags_;
-    if (!foreign.empty()) {
-      return error(program_ + ": " + std::string(foreign.front()) + " is not a flag of --backend " +
-                   std::string(to_string(m.backend)) + " (see '" + program_ + " --help')");
+    const bool dual = m.backend == Backend::dual;
+    for (const auto* foreign : {&memfs_flags_, &passthrough_flags_, &dual_flags_}) {
+      const bool own = (foreign == &memfs_flags_ && m.backend == Backend::memfs) ||
+                       (foreign == &passthrough_flags_ && passthrough) ||
+                       (foreign == &dual_flags_ && dual);
+      if (own || foreign->empty()) continue;
+      return error(program_ + ": " + std::string(foreign->front()) +
+                   " is not a flag of --backend " + std::string(to_string(m.backend)) + " (see '" +
+                   program_ + " --help')");
+    }
+    if (dual) {
+      if (!m.dual.a || !m.dual.b) {
+        return error(program_ + ": --backend dual needs --a SPEC and --b SPEC (the upper and " +
+                     "lower backends)");
+      }
+      if (m.dual.b->kind != DualSide::Kind::passthrough) {
+        return error(program_ + ": --b must be passthrough:DIR (a memfs lower side is empty)");
+      }
+      if (!cache_given_) m.cache = CachePolicy::auto_;
+      return std::nullopt;
     }
     if (!passthrough) return std::nullopt;
     if (m.passthrough.root.empty()) {
@@ -151,8 +167,12 @@ class MountParser {
       return fail("is a flag of 'sandfsd mount' only (a guest kernel has its own permissions)");
     }
     if (name == "--writeback" || name == "--no-allow-other" || name == "--no-default-permissions" ||
-        name == "--readonly" || name == "--follow-root-symlinks") {
+        name == "--readonly" || name == "--follow-root-symlinks" || name == "--b-readonly") {
       if (auto e = no_value()) return e;
+      if (name == "--b-readonly") {
+        m.dual.b_readonly = true;
+        dual_flags_.push_back(name);
+      }
       if (name == "--readonly") {
         m.passthrough.readonly = true;
         passthrough_flags_.push_back(name);
@@ -171,7 +191,7 @@ class MountParser {
         name == "--cache" || name == "--threads" || name == "--log-level" ||
         name == "--max-write" || name == "--ready-fd" || name == "--root" ||
         name == "--stat-virtualization" || name == "--host-permissions" || name == "--quota" ||
-        name == "--stat-xattr" ||
+        name == "--stat-xattr" || name == "--a" || name == "--b" || name == "--policy" ||
         (vhost_ && (name == "--socket-path" || name == "--queues" || name == "--shared-dir"));
     if (!takes_value) {
       return error(program_ + ": unknown flag " + quoted(name) + " (see '" + program_ +
@@ -186,11 +206,23 @@ class MountParser {
       } else if (value == "passthrough") {
         m.backend = Backend::passthrough;
       } else if (value == "dual") {
-        return fail("backend " + quoted(value) +
-                    " is not implemented yet (available: memfs, passthrough)");
+        m.backend = Backend::dual;
       } else {
-        return fail("unknown backend " + quoted(value) + " (available: memfs, passthrough)");
+        return fail("unknown backend " + quoted(value) + " (available: memfs, passthrough, dual)");
       }
+    } else if (name == "--a" || name == "--b") {
+      DualSide side;
+      if (auto why = parse_dual_side(value, side)) return fail(*why);
+      (name == "--a" ? m.dual.a : m.dual.b) = std::move(side);
+      dual_flags_.push_back(name);
+    } else if (name == "--policy") {
+      if (value != "read-b-write-a" && value != "a-only" && value != "a-fallback-b" &&
+          value != "merge-a-precedence") {
+        return fail("unknown policy " + quoted(value) +
+                    " (read-b-write-a, a-only, a-fallback-b or merge-a-precedence)");
+      }
+      m.dual.policy = std::string(value);
+      dual_flags_.push_back(name);
     } else if (name == "--root" || name == "--shared-dir") {
       if (value.empty()) return fail("needs a directory");
       // --shared-dir is virtiofsd's name: it implies the passthrough backend.
@@ -277,6 +309,7 @@ class MountParser {
   std::string program_;
   std::vector<std::string_view> memfs_flags_;        // given, in order
   std::vector<std::string_view> passthrough_flags_;  // given, in order
+  std::vector<std::string_view> dual_flags_;         // given, in order
   bool cache_given_ = false;
   size_t i_ = 0;
   std::string_view name_;
@@ -403,8 +436,37 @@ std::string_view to_string(Backend backend) {
       return "memfs";
     case Backend::passthrough:
       return "passthrough";
+    case Backend::dual:
+      return "dual";
   }
   return "?";
+}
+
+std::optional<std::string> parse_dual_side(std::string_view text, DualSide& out) {
+  const size_t colon = text.find(':');
+  const std::string_view kind = text.substr(0, colon);
+  const std::string_view rest =
+      colon == std::string_view::npos ? std::string_view{} : text.substr(colon + 1);
+  if (kind == "memfs") {
+    out = DualSide{};
+    if (colon == std::string_view::npos) return std::nullopt;
+    if (!rest.starts_with("capacity=")) {
+      return quoted(text) + ": memfs takes only capacity=SIZE (e.g. memfs:capacity=1G)";
+    }
+    uint64_t bytes = 0;
+    if (auto err = parse_size(rest.substr(9), bytes)) return err.message;
+    if (bytes == 0) return std::string("capacity must be greater than zero");
+    out.capacity_bytes = bytes;
+    return std::nullopt;
+  }
+  if (kind == "passthrough") {
+    if (rest.empty()) return quoted(text) + ": passthrough needs a directory (passthrough:DIR)";
+    out = DualSide{};
+    out.kind = DualSide::Kind::passthrough;
+    out.root = std::string(rest);
+    return std::nullopt;
+  }
+  return quoted(text) + " is not memfs[:capacity=SIZE] or passthrough:DIR";
 }
 
 std::string version_text() {
@@ -453,7 +515,7 @@ Backend:
   --backend NAME        the filesystem to serve (default: memfs)
                           memfs        everything in memory, lost at exit
                           passthrough  a host directory (--root)
-                          dual         two backends overlaid (not implemented yet)
+                          dual         a writable backend over a lower one (--a, --b)
 
 memfs:
   --capacity SIZE       most bytes of file data and xattrs (default: no limit).
@@ -462,6 +524,19 @@ memfs:
                         512k. Must be greater than zero.
   --max-inodes N        most files, directories and links, counting the root
                         (default: no limit)
+
+dual (a writable upper backend A over a lower backend B that is never written;
+changing a B file copies it up into A, removing one leaves a whiteout in A):
+  --a SPEC              the upper side (required): memfs[:capacity=SIZE] or
+                        passthrough:DIR (whiteouts are then kept in DIR as
+                        hidden marker files and survive a remount)
+  --b SPEC              the lower side (required): passthrough:DIR
+  --b-readonly          also open B read-only, so nothing can write it
+  --policy NAME         how the two are read (default: read-b-write-a)
+                          read-b-write-a      both, B's object first
+                          a-only              A alone
+                          a-fallback-b        A, then B for names A lacks
+                          merge-a-precedence  both merged, A's object first
 
 passthrough (serves a host directory; needs no root privileges):
   --root DIR            the host directory to serve (required). The guest can
@@ -510,7 +585,7 @@ passthrough (serves a host directory; needs no root privileges):
 
 Caching:
   --cache POLICY        how much the kernel may cache (default: always for
-                        memfs, auto for passthrough)
+                        memfs, auto for passthrough and dual)
                           never   no page cache, zero timeouts
                           auto    page cache until attributes change, 1 s
                           always  keep page cache across opens, 1 hour
@@ -544,6 +619,8 @@ sandfsd prints one line on stderr when the mount is live:
 Examples:
   sandfsd mount --backend memfs --capacity 1G --threads 2 /mnt/scratch
   sandfsd mount --backend passthrough --root /srv/share --quota 10G /mnt/share
+  sandfsd mount --backend dual --a memfs:capacity=1G --b passthrough:/srv/base \
+      --b-readonly /mnt/work
 )";
 }
 

@@ -20,7 +20,7 @@ inline constexpr int exit_ok = 0;
 inline constexpr int exit_failure = 1;  // could not mount or serve
 inline constexpr int exit_usage = 2;    // bad command line
 
-enum class Backend { memfs, passthrough };
+enum class Backend { memfs, passthrough, dual };
 
 // PassthroughFs: where the guest's owners, modes, file types and device numbers live (in an
 // xattr record on each host file, or nowhere), and how host permission bits follow the guest's
@@ -38,12 +38,33 @@ struct PassthroughOptions {
   bool follow_root_symlinks = false;      // default: a symlink anywhere in --root is refused
 };
 
+// DualFs (--backend dual): one side, as given to --a or --b.
+//   memfs[:capacity=SIZE]   an in-memory filesystem (A only)
+//   passthrough:DIR         a host directory (strict stat virtualization, private host modes)
+struct DualSide {
+  enum class Kind { memfs, passthrough };
+  Kind kind = Kind::memfs;
+  std::string root;                        // passthrough
+  std::optional<uint64_t> capacity_bytes;  // memfs
+};
+
+struct DualOptions {
+  std::optional<DualSide> a;  // --a: the writable upper side (required)
+  std::optional<DualSide> b;  // --b: the lower side, never written (required)
+  bool b_readonly = false;    // --b-readonly: open B read-only too (EROFS if anything tried)
+  std::string policy = "read-b-write-a";  // --policy
+};
+
+// Parses a --a / --b value; on failure returns why.
+std::optional<std::string> parse_dual_side(std::string_view text, DualSide& out);
+
 struct MountCommand {
   std::string mountpoint;
   Backend backend = Backend::memfs;
   std::optional<uint64_t> capacity_bytes;  // memfs; none: unlimited
   std::optional<uint64_t> max_inodes;      // memfs; none: unlimited
   PassthroughOptions passthrough;          // passthrough only
+  DualOptions dual;                        // dual only
   // Without --cache: always for memfs (nothing else changes its files), auto for passthrough
   // (the host may change the directory underneath).
   CachePolicy cache = CachePolicy::always;

@@ -107,7 +107,7 @@ TEST_CASE("mount rejects unknown flags / backends and stray arguments", "[cli]")
   CHECK_THAT(mount_error({"--frob", "/m"}), Catch::Contains("unknown flag '--frob'"));
   CHECK_THAT(mount_error({"-x", "/m"}), Catch::Contains("unknown flag '-x'"));
   CHECK_THAT(mount_error({"--backend", "zfs", "/m"}), Catch::Contains("unknown backend 'zfs'"));
-  CHECK_THAT(mount_error({"--backend=dual", "/m"}), Catch::Contains("not implemented yet"));
+  CHECK_THAT(mount_error({"--backend=dual", "/m"}), Catch::Contains("needs --a SPEC and --b SPEC"));
   CHECK_THAT(mount_error({}), Catch::Contains("missing MOUNTPOINT"));
   CHECK_THAT(mount_error({"/a", "/b"}), Catch::Contains("unexpected argument '/b'"));
 }
