@@ -1,0 +1,215 @@
+// DualFs through the kernel: `sandfsd mount --backend dual` over host directories, driven with
+// ordinary system calls, checking what the mount shows and what each host directory holds.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "mount_fixture.hpp"
+
+using sandfs::it::MountedFs;
+using sandfs::it::MountSpec;
+
+namespace {
+
+class HostDir {
+ public:
+  explicit HostDir(const char* tag) {
+    std::string pattern = std::string("/tmp/sandfs-dualit-") + tag + "-XXXXXX";
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path_ = pattern;
+  }
+  ~HostDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+void put(const std::string& path, const std::string& content) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  REQUIRE(out.good());
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+std::vector<std::string> names(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  REQUIRE(d != nullptr);
+  while (dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(n);
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+MountSpec dual_spec(const std::string& a, const std::string& b, const std::string& policy) {
+  MountSpec spec;
+  spec.backend = "dual";
+  spec.flags = {"--a", a, "--b", "passthrough:" + b, "--b-readonly", "--policy", policy};
+  return spec;
+}
+
+void lower_tree(const HostDir& low) {
+  put(low / "etc/conf", "setting=1\n");
+  put(low / "etc/other", "other\n");
+  put(low / "data/big", std::string(3 << 20, 'b'));
+  put(low / "keep", "kept\n");
+  std::filesystem::create_directories(low / "empty");
+  REQUIRE(::symlink("etc/conf", (low / "link").c_str()) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("a scripted session on a dual mount with a persistent upper", "[dualfs]") {
+  HostDir low("low");
+  HostDir up("up");
+  lower_tree(low);
+  {
+    MountedFs m(dual_spec("passthrough:" + up.path(), low.path(), "read-b-write-a"));
+    INFO(m.log_tail());
+    CHECK(names(m.dir()) == std::vector<std::string>{"data", "empty", "etc", "keep", "link"});
+    CHECK(slurp(m.path("link")) == "setting=1\n");
+
+    // Appending copies the file up; the lower file stays as it was.
+    {
+      std::ofstream out(m.path("etc/conf"), std::ios::app);
+      out << "setting=2\n";
+    }
+    CHECK(slurp(m.path("etc/conf")) == "setting=1\nsetting=2\n");
+    CHECK(slurp(low / "etc/conf") == "setting=1\n");
+    CHECK(slurp(up / "etc/conf") == "setting=1\nsetting=2\n");
+
+    // A 3 MiB copy-up through the chunked path.
+    {
+      const int fd = ::open(m.path("data/big").c_str(), O_WRONLY);
+      REQUIRE(fd >= 0);
+      REQUIRE(::pwrite(fd, "X", 1, 1 << 20) == 1);
+      ::close(fd);
+    }
+    std::string big(3 << 20, 'b');
+    big[1 << 20] = 'X';
+    CHECK(slurp(m.path("data/big")) == big);
+
+    // Removing lower names leaves whiteouts; a copied-up file never comes back.
+    REQUIRE(::unlink(m.path("keep").c_str()) == 0);
+    REQUIRE(::unlink(m.path("etc/conf").c_str()) == 0);
+    CHECK_FALSE(exists(m.path("keep")));
+    CHECK_FALSE(exists(m.path("etc/conf")));
+    CHECK(names(m.path("etc")) == std::vector<std::string>{"other"});
+    CHECK(exists(low / "keep"));
+
+    // A merged directory is not empty while the lower side shows entries.
+    errno = 0;
+    CHECK(::rmdir(m.path("etc").c_str()) == -1);
+    CHECK(errno == ENOTEMPTY);
+    REQUIRE(::unlink(m.path("etc/other").c_str()) == 0);
+    REQUIRE(::rmdir(m.path("etc").c_str()) == 0);
+    REQUIRE(::mkdir(m.path("etc").c_str(), 0755) == 0);
+    CHECK(names(m.path("etc")).empty());
+
+    // Lower directories cannot be renamed in place: EXDEV, and mv copies instead.
+    errno = 0;
+    CHECK(::rename(m.path("empty").c_str(), m.path("moved").c_str()) == -1);
+    CHECK(errno == EXDEV);
+    REQUIRE(::rename(m.path("data/big").c_str(), m.path("big").c_str()) == 0);
+    CHECK(slurp(m.path("big")).size() == big.size());
+    CHECK(names(m.path("data")).empty());
+
+    // New files and directories land in the upper directory only.
+    REQUIRE(::mkdir(m.path("empty/new").c_str(), 0700) == 0);
+    put(m.path("empty/new/file"), "fresh");
+    CHECK(slurp(up / "empty/new/file") == "fresh");
+    CHECK_FALSE(exists(low / "empty/new"));
+    // Markers never show through the mount.
+    for (const std::string& n : names(m.dir()))
+      CHECK(n.rfind(".sandfs-dual.", 0) != 0);
+    m.unmount();
+  }
+  // The whiteouts were kept in the upper directory: a new mount sees the same tree.
+  {
+    MountedFs m(dual_spec("passthrough:" + up.path(), low.path(), "read-b-write-a"));
+    INFO(m.log_tail());
+    CHECK(names(m.dir()) == std::vector<std::string>{"big", "data", "empty", "etc", "link"});
+    CHECK(names(m.path("etc")).empty());
+    CHECK(names(m.path("data")).empty());
+    CHECK(slurp(m.path("empty/new/file")) == "fresh");
+    m.unmount();
+  }
+}
+
+TEST_CASE("a memfs upper under every policy opens lower-only files", "[dualfs]") {
+  HostDir low("low");
+  lower_tree(low);
+  for (const char* policy : {"read-b-write-a", "a-fallback-b", "merge-a-precedence"}) {
+    INFO(policy);
+    MountedFs m(dual_spec("memfs:capacity=64M", low.path(), policy));
+    INFO(m.log_tail());
+    CHECK(slurp(m.path("etc/other")) == "other\n");
+    put(m.path("etc/other"), "rewritten\n");
+    CHECK(slurp(m.path("etc/other")) == "rewritten\n");
+    CHECK(slurp(low / "etc/other") == "other\n");
+    CHECK(names(m.path("etc")) == std::vector<std::string>{"conf", "other"});
+    m.unmount();
+  }
+  MountedFs only_a(dual_spec("memfs", low.path(), "a-only"));
+  CHECK(names(only_a.dir()).empty());
+  only_a.unmount();
+}
+
+TEST_CASE("concurrent writers of one lower file see one copy-up", "[dualfs]") {
+  HostDir low("low");
+  const std::string data(8 << 20, 'c');
+  put(low / "shared", data);
+  MountedFs m(dual_spec("memfs", low.path(), "read-b-write-a"));
+  INFO(m.log_tail());
+  std::vector<std::thread> writers;
+  for (int i = 0; i < 8; ++i) {
+    writers.emplace_back([&, i] {
+      const int fd = ::open(m.path("shared").c_str(), O_WRONLY);
+      if (fd < 0) return;
+      const char c = static_cast<char>('0' + i);
+      [[maybe_unused]] ssize_t n = ::pwrite(fd, &c, 1, i);
+      ::close(fd);
+    });
+  }
+  for (std::thread& t : writers)
+    t.join();
+  const std::string now = slurp(m.path("shared"));
+  REQUIRE(now.size() == data.size());
+  CHECK(now.substr(0, 8) == "01234567");
+  CHECK(now.substr(8) == data.substr(8));
+  m.unmount();
+}
