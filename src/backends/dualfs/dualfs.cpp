@@ -3,7 +3,11 @@
 
 #include <chrono>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
+#include "backends/dualfs/child_listing.hpp"
+#include "core/log.hpp"
 #include "core/protocol/fuse_kernel.hpp"
 
 namespace sandfs::dualfs {
@@ -58,7 +62,33 @@ Task<Status> DualFs::init(const SessionParams& params) {
   if (!a) co_return a;
   Status b = co_await config_.b->init(child);
   if (!b) co_return b;
+  co_await remove_leftovers();
   co_return ok_status();
+}
+
+Task<void> DualFs::remove_leftovers() {
+  // A copy-up interrupted by a crash leaves its temporary in A's staging directory; nothing else
+  // ever refers to it. Best effort: a failure here only leaves the file where it was.
+  const RequestContext root;
+  const std::string name(staging_name);
+  Result<Entry> staging = co_await config_.a->lookup(root, fuse::root_id, name);
+  if (!staging || staging->ino == 0) co_return;
+  const InodeId dir = staging->ino;
+  Result<std::vector<ChildDirEntry>> left = co_await list_child_dir(*config_.a, root, dir);
+  if (left) {
+    for (const ChildDirEntry& e : *left) {
+      Status removed = co_await config_.a->unlink(root, dir, e.name);
+      if (!removed) {
+        SANDFS_LOG(warn) << "dualfs: cannot remove staging leftover " << e.name;
+      }
+    }
+  }
+  std::lock_guard lock(staging_mu_);
+  if (staging_ == 0) {
+    staging_ = dir;
+  } else {
+    config_.a->forget(dir, 1);
+  }
 }
 
 Task<void> DualFs::destroy() {

@@ -176,6 +176,9 @@ class DualFs final : public Filesystem {
   // The side whose attributes, data and xattrs a node shows: A when it has one.
   static Side active_side(const InodeTable::View& v) { return v.a != 0 ? Side::a : Side::b; }
 
+  // init: empties A's staging directory of temporaries a crash left behind.
+  Task<void> remove_leftovers();
+
   // ---- lookup.cpp ----
   // Finds `name` in directory `parent` through the policy and binds it; ENOENT when absent.
   Task<Result<Found>> resolve(const RequestContext& ctx, const NodePtr& parent,

@@ -109,3 +109,26 @@ TEST_CASE("copy-up into a persistent A installs a complete file", "[dualfs][copy
   CHECK((f.attr("deep/er/file").mode & 07777) == 0640);
   CHECK(f.names("deep/er") == std::vector<std::string>{"file"});
 }
+
+TEST_CASE("mounting removes copy-up temporaries a crash left in staging",
+          "[dualfs][copyup][persistent]") {
+  HostDir upper;
+  std::filesystem::create_directories(upper.path() + "/.sandfs-dual.staging");
+  {
+    // A plain passthrough mount plants the leftover with a valid ownership record.
+    std::shared_ptr<Filesystem> a = passthrough_at(upper.path());
+    REQUIRE(sandfs::test::run_io(a->init(SessionParams{})).ok());
+    RequestContext ctx;
+    Result<Entry> staging = sandfs::test::run_io(a->lookup(ctx, root, ".sandfs-dual.staging"));
+    REQUIRE(staging.ok());
+    REQUIRE(
+        sandfs::test::run_io(a->mknod(ctx, staging->ino, "tmp.1.1", S_IFREG | 0600, 0, 0)).ok());
+  }
+  REQUIRE(upper.has(".sandfs-dual.staging/tmp.1.1"));
+  DualFixture f(read_b_write_a_policy(), size_t{1} << 20, passthrough_at(upper.path()),
+                WhiteoutStorage::markers);
+  CHECK_FALSE(upper.has(".sandfs-dual.staging/tmp.1.1"));
+  f.B.put("x", "1");
+  REQUIRE(f.write("x", "2").ok());
+  CHECK(*f.read("x") == "2");
+}
