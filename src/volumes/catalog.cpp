@@ -134,7 +134,7 @@ Outcome<std::unique_ptr<Database>> Database::open(const std::filesystem::path& f
                      (*row ? wal->column_text(0) : std::string("unknown")) + ")"};
   }
   wal->reset();
-  if (auto r = db->exec("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;"); !r) {
+  if (auto r = db->exec("PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;"); !r) {
     return r.error();
   }
   return db;

@@ -1,9 +1,11 @@
 // Catalog: the volume rows of a VolumeStore, kept in SQLite; and the small SQLite wrapper under it.
 //
 // ## The database
-// One file (catalog.db) opened with WAL, foreign_keys=ON, synchronous=NORMAL and a busy timeout.
-// Under synchronous=NORMAL a commit survives a crash of the process but may be lost with the last
-// moments before a power failure; the store's repair at open() makes either outcome consistent.
+// One file (catalog.db) opened with WAL, foreign_keys=ON, synchronous=FULL and a busy timeout.
+// synchronous=FULL syncs the log at every commit, so a commit that returned survives a power
+// failure too. NORMAL would not: a volume whose `ready` commit was lost would be rolled back by the
+// store's repair at open(), deleting its folder with whatever a guest had written there since the
+// client was told it exists. Catalog commits are a few per create or remove, so the sync is cheap.
 // Its schema is versioned: `schema_version` holds one row per applied migration, and open() runs
 // the missing ones in order, each in its own transaction, so a failed migration leaves the
 // previous version intact. A catalog written by a newer sandfs (a version this one does not know)
