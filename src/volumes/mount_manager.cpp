@@ -38,6 +38,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <system_error>
@@ -243,7 +244,10 @@ struct MountManager::Impl {
       out.connections = 1;
     }
     if (m.quota) {
-      out.quota_limit_bytes = m.quota->limit();
+      // A volume without a quota holds an unlimited one: its use is real, its limit is none.
+      if (m.quota->limit() != std::numeric_limits<uint64_t>::max()) {
+        out.quota_limit_bytes = m.quota->limit();
+      }
       out.quota_used_bytes = m.quota->used();
     } else if (m.info.spec.source == SourceKind::tmpfs && m.source) {
       out.quota_limit_bytes = m.info.spec.size_bytes;

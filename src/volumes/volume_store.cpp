@@ -454,7 +454,9 @@ struct VolumeStore::Impl {
   // Keyed by volume id, so a volume removed and created again under its name never meets the old
   // one's quota.
   std::mutex quotas_mutex;
-  std::unordered_map<std::string, std::weak_ptr<passthrough::Quota>> quotas;
+  // By volume id. Kept (not weak) while the volume exists, so what it counted is counted once:
+  // a files API request on a volume no mount holds would otherwise walk the tree to count again.
+  std::unordered_map<std::string, std::shared_ptr<passthrough::Quota>> quotas;
 
   struct Usage {
     uint64_t bytes;
@@ -549,7 +551,7 @@ uint64_t VolumeStore::Impl::used_bytes(const VolumeRow& row) {
     // A counted shared quota knows the answer exactly and for free.
     std::lock_guard lock(quotas_mutex);
     if (auto it = quotas.find(row.id); it != quotas.end()) {
-      if (auto q = it->second.lock(); q && q->ready()) return q->used();
+      if (it->second->ready()) return it->second->used();
     }
   }
   const auto now = std::chrono::steady_clock::now();
@@ -851,12 +853,12 @@ Outcome<VolumeInfo> VolumeStore::update(std::string_view name, const UpdateVolum
     if (!updated || !*updated || !change.quota_bytes) return updated;
     auto it = s.quotas.find(row->id);
     if (it == s.quotas.end()) return updated;
-    if (auto q = it->second.lock()) {
-      // Removing the quota: mounts holding the object stop being capped at once; new users get
-      // no quota.
+    {
+      const std::shared_ptr<passthrough::Quota>& q = it->second;
+      // Every holder (each mount, the files API) sees the new cap at once; removing the quota
+      // makes the same object unlimited, so a quota set later reaches today's mounts as well.
       q->set_limit(change.quota_bytes->value_or(std::numeric_limits<uint64_t>::max()));
     }
-    if (!*change.quota_bytes) s.quotas.erase(it);
     return updated;
   }();
   if (!after) return after.error();
@@ -918,10 +920,11 @@ std::shared_ptr<passthrough::Quota> VolumeStore::quota(std::string_view name) {
   Outcome<std::optional<VolumeRow>> row = s.catalog->find_by_name(name);
   if (!row || !*row) return nullptr;
   const VolumeRow& r = **row;
-  if (r.state != VolumeState::ready || r.kind != VolumeKind::dir || !r.quota_bytes) return nullptr;
-  std::weak_ptr<passthrough::Quota>& slot = s.quotas[r.id];
-  if (auto q = slot.lock()) return q;
-  auto q = std::make_shared<passthrough::Quota>(*r.quota_bytes);
+  if (r.state != VolumeState::ready || r.kind != VolumeKind::dir) return nullptr;
+  std::shared_ptr<passthrough::Quota>& slot = s.quotas[r.id];
+  if (slot) return slot;
+  auto q = std::make_shared<passthrough::Quota>(
+      r.quota_bytes.value_or(std::numeric_limits<uint64_t>::max()));
   slot = q;
   return q;
 }

@@ -85,11 +85,12 @@ class VolumeStore {
 
   void set_in_use_check(std::function<std::optional<std::string>(std::string_view name)> check);
 
-  // The one quota of a dir volume with a quota, shared by every mount of the volume and the
-  // host-side file operations, so the cap holds for all of them together. Null when the volume
-  // has no quota. The first user to find it not ready() counts what is stored. The object lives
-  // while someone holds it (the store keeps only a weak reference): after the last holder lets
-  // go, the next call returns a new, uncounted one. update() changes its limit in place.
+  // The one quota of a dir volume, shared by every mount of the volume and the host-side file
+  // operations, so the cap holds for all of them together. A volume without a quota gets one too,
+  // with no limit (UINT64_MAX): it counts what is stored (a live used_bytes), and a quota set
+  // later by update() caps the mounts already holding it. Null for a disk or unknown volume.
+  // The first user to find it not ready() counts what is stored; the store keeps the object
+  // until the volume is removed, so that count is made once. update() changes its limit in place.
   std::shared_ptr<passthrough::Quota> quota(std::string_view name);
 
   const std::filesystem::path& data_dir() const;

@@ -10,6 +10,7 @@ with the catalog checked against the folders on disk after a restart, and docs/o
 checked route by route against the running server. Exits 77 (skipped) only when nothing can run;
 the fuse part is skipped on its own without root or /dev/fuse.
 """
+import errno
 import http.client
 import json
 import os
@@ -429,6 +430,46 @@ def test_fuse_mount(srv, tmp):
     expect(srv, "DELETE", "/v1/volumes/shared", 204)
 
 
+
+def test_quota_set_later_caps_a_live_mount(srv, tmp):
+    # A volume mounted without a quota, then given one: the mount already running is capped
+    # too (one quota object per volume, shared by every mount and the files API).
+    if not can_fuse():
+        print("SKIP: late quota (needs root and /dev/fuse)")
+        return
+    expect(srv, "POST", "/v1/volumes", 201, body={"name": "late"})
+    mnt = os.path.join(tmp, "late-mnt")
+    os.mkdir(mnt)
+    st, _, data = expect(srv, "POST", "/v1/mounts", 201, body={
+        "sandbox_id": "sb-late", "source": {"type": "named", "name": "late"},
+        "transport": {"type": "fuse", "mountpoint": mnt}})
+    mid = (jbody(data) or {}).get("id")
+
+    def write(name, size):
+        try:
+            with open(os.path.join(mnt, name), "wb") as f:
+                f.write(b"x" * size)
+            return 0
+        except OSError as e:
+            return e.errno
+    try:
+        check(write("a", 1 << 20) == 0, "1 MiB without a quota")
+        st, _, data = expect(srv, "GET", "/v1/mounts/%s/stats" % mid, 200)
+        q = (jbody(data) or {}).get("quota", {})
+        check(q.get("limit_bytes") is None and q.get("used_bytes", 0) >= 1 << 20,
+              "no limit yet, but real use: %s" % q)
+        expect(srv, "PATCH", "/v1/volumes/late", 200, body={"quota_mib": 2})
+        err = write("b", 3 << 20)
+        check(err in (errno.ENOSPC, errno.EDQUOT), "3 MiB more after a 2 MiB quota: errno %s" % err)
+        st, _, data = expect(srv, "GET", "/v1/mounts/%s/stats" % mid, 200)
+        q = (jbody(data) or {}).get("quota", {})
+        check(q.get("limit_bytes") == 2 << 20, "the live mount shows the new limit: %s" % q)
+        expect(srv, "PATCH", "/v1/volumes/late", 200, body={"quota_mib": None})
+        check(write("c", 3 << 20) == 0, "3 MiB once the quota is removed")
+    finally:
+        expect(srv, "DELETE", "/v1/mounts/%s" % mid, 204)
+    expect(srv, "DELETE", "/v1/volumes/late", 204)
+
 # ---- the OpenAPI document against the server ----
 
 def openapi_routes(path):
@@ -648,7 +689,8 @@ def main():
         for test in (test_auth_and_routing, test_volumes, test_files, test_large_file_streams,
                      test_header_limit_and_disk_volumes, test_escapes,
                      test_concurrent_creates, test_used_bytes_follows_the_files_api, test_mounts_errors, test_vhost_user_mount,
-                     lambda s: test_fuse_mount(s, tmp), test_openapi, test_slow_client):
+                     lambda s: test_fuse_mount(s, tmp), lambda s: test_quota_set_later_caps_a_live_mount(s, tmp),
+                     test_openapi, test_slow_client):
             name = getattr(test, "__name__", "test")
             print("--", name, flush=True)
             try:

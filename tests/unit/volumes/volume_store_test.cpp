@@ -367,7 +367,9 @@ TEST_CASE("store: the shared quota is one object per volume and follows updates"
   c.quota_bytes = 1000;
   REQUIRE(store->create(c).ok());
   REQUIRE(store->create(dir_volume("free")).ok());
-  CHECK(store->quota("free") == nullptr);
+  auto unlimited = store->quota("free");
+  REQUIRE(unlimited != nullptr);  // counts use; caps nothing until a quota is set
+  CHECK(unlimited->limit() == UINT64_MAX);
 
   auto first = store->quota("q");
   REQUIRE(first != nullptr);
@@ -392,16 +394,19 @@ TEST_CASE("store: the shared quota is one object per volume and follows updates"
   clear.quota_bytes = std::optional<uint64_t>();
   REQUIRE(store->update("q", clear).ok());
   CHECK(first->limit() == UINT64_MAX);  // holders stop being capped
-  CHECK(store->quota("q") == nullptr);
-
-  // With no holder left, a quota set again starts a fresh, uncounted object.
+  CHECK(store->quota("q").get() == first.get());
+  // A quota set again reaches the same holders (a mount made while there was none).
   REQUIRE(store->update("q", raise).ok());
+  CHECK(first->limit() == 5000);
+
+  // The store keeps the object while the volume exists: counted once, even with no holder.
   first.reset();
   second.reset();
-  auto fresh = store->quota("q");
-  REQUIRE(fresh != nullptr);
-  CHECK(fresh->limit() == 5000);
-  CHECK_FALSE(fresh->ready());
+  auto again = store->quota("q");
+  REQUIRE(again != nullptr);
+  CHECK(again->limit() == 5000);
+  CHECK(again->ready());
+  CHECK(again->used() == 1234);
 }
 
 TEST_CASE("store: used_bytes counts each inode once and follows no symlink", "[volumes][store]") {
