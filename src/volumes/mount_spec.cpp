@@ -135,24 +135,26 @@ Outcome<Done> check_fields_fit_source(const MountSpec& s) {
                 "volume is only valid for named mounts, not for a " + kind + " mount");
   }
   if (s.quota_bytes && s.source != SourceKind::bind) {
-    return fail(ErrorCode::invalid_config,
-                "quota_bytes is only valid for bind mounts" +
-                    std::string(s.source == SourceKind::named
-                                    ? " (a named volume's quota belongs to the volume: set it "
-                                      "when creating the volume, or with create_quota_bytes)"
-                                : s.source == SourceKind::tmpfs ? " (tmpfs uses size_bytes)"
-                                                                : ""));
+    return fail(
+        ErrorCode::invalid_config,
+        "quota_bytes is only valid for bind mounts" +
+            std::string(s.source == SourceKind::named
+                            ? " (a named volume's quota belongs to the volume: set it "
+                              "when creating the volume, or with source.quota_mib in mode create)"
+                        : s.source == SourceKind::tmpfs ? " (tmpfs uses size_bytes)"
+                                                        : ""));
   }
   if (s.size_bytes && s.source != SourceKind::tmpfs) {
     return fail(ErrorCode::invalid_config,
-                "size_bytes is only valid for tmpfs mounts, not for a " + kind + " mount");
+                "source.size_mib (size_bytes) is only valid for tmpfs mounts, not for a " + kind +
+                    " mount");
   }
   const bool creates = s.source == SourceKind::named && s.mode != NamedMode::existing;
   if (!creates &&
       (s.create_quota_bytes || !s.create_labels.empty() || s.create_kind != VolumeKind::dir)) {
     return fail(ErrorCode::invalid_config,
-                "create_kind, create_quota_bytes and create_labels are only used by a named mount "
-                "in mode create or ensure-exists");
+                "source.kind, source.quota_mib and source.labels describe the volume a named "
+                "mount makes: they need mode create or ensure-exists");
   }
   return Done{};
 }
@@ -187,11 +189,11 @@ Outcome<Done> check_source(const MountSpec& s) {
       if (s.mode != NamedMode::existing && s.create_kind == VolumeKind::disk) {
         return fail(ErrorCode::unsupported,
                     "named volume " + quoted(s.volume) +
-                        ": disk volumes cannot be mounted yet; request create_kind dir");
+                        ": disk volumes cannot be mounted yet; ask for source.kind dir");
       }
       if (s.create_quota_bytes && *s.create_quota_bytes == 0) {
         return fail(ErrorCode::invalid_request,
-                    "create_quota_bytes must be greater than 0 (leave it out for no quota)");
+                    "source.quota_mib must be greater than 0 (leave it out for no quota)");
       }
       return Done{};
     case SourceKind::tmpfs:

@@ -180,11 +180,11 @@ TEST_CASE("fields of another source kind are refused rather than ignored", "[mou
   Error e = error_of(s);
   CHECK(e.code == ErrorCode::invalid_config);
   CHECK(contains(e.message, "quota_bytes is only valid for bind mounts"));
-  CHECK(contains(e.message, "create_quota_bytes"));
+  CHECK(contains(e.message, "source.quota_mib"));
 
   s = named();
   s.size_bytes = 4096;
-  CHECK(contains(error_of(s).message, "size_bytes is only valid for tmpfs mounts"));
+  CHECK(contains(error_of(s).message, "source.size_mib (size_bytes) is only valid for tmpfs mounts"));
 
   s = named();
   s.bind_path = "/tmp";
@@ -198,7 +198,7 @@ TEST_CASE("fields of another source kind are refused rather than ignored", "[mou
   s.mode = NamedMode::create;
   CHECK(validate_mount_spec(s).ok());
   s.create_quota_bytes = 0;
-  CHECK(contains(error_of(s).message, "create_quota_bytes must be greater than 0"));
+  CHECK(contains(error_of(s).message, "source.quota_mib must be greater than 0"));
 
   MountSpec t;
   t.sandbox_id = "sb";
