@@ -326,7 +326,8 @@ std::string Api::metrics() {
              [&](const std::string& l, const volumes::MountStats& s) {
                out << "sandfs_mount_in_flight{" << l << "} " << s.requests.in_flight << "\n";
              });
-  each_mount("sandfs_mount_connections_total", "counter", "vhost-user frontends connected.",
+  each_mount("sandfs_mount_connections_total", "counter",
+             "Connections served: vhost-user frontends that connected, 1 for a fuse mount.",
              [&](const std::string& l, const volumes::MountStats& s) {
                out << "sandfs_mount_connections_total{" << l << "} " << s.connections << "\n";
              });
