@@ -40,13 +40,9 @@ struct Common {
   bool parents = true;
 };
 
+// The token of a `sandfsd serve` started with its default data dir (the same rule it uses).
 std::string default_token_file() {
-  if (::geteuid() == 0) return "/var/lib/sandfs/token";
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x)
-    return std::string(x) + "/sandfs/token";
-  if (const char* h = std::getenv("HOME"); h && *h)
-    return std::string(h) + "/.local/share/sandfs/token";
-  return {};
+  return default_data_dir() + "/token";
 }
 
 bool read_token(const std::string& file, std::string& token) {
