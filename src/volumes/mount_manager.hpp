@@ -47,7 +47,7 @@ enum class SourceKind : uint8_t { bind, named, tmpfs, disk };
 enum class NamedMode : uint8_t { existing, create, ensure_exists };
 enum class TransportKind : uint8_t { vhost_user, fuse };
 std::string_view to_string(SourceKind kind);
-std::string_view to_string(NamedMode mode);  // "existing", "create", "ensure-exists"
+std::string_view to_string(NamedMode mode);      // "existing", "create", "ensure-exists"
 std::string_view to_string(TransportKind kind);  // "vhost-user", "fuse"
 
 struct MountSpec {
@@ -55,10 +55,10 @@ struct MountSpec {
   std::string guest_path;  // informational (where the guest mounts it); may be empty
 
   SourceKind source = SourceKind::named;
-  std::string bind_path;       // bind
-  std::string volume;          // named
+  std::string bind_path;  // bind
+  std::string volume;     // named
   NamedMode mode = NamedMode::existing;
-  VolumeKind create_kind = VolumeKind::dir;   // named + create/ensure_exists
+  VolumeKind create_kind = VolumeKind::dir;    // named + create/ensure_exists
   std::optional<uint64_t> create_quota_bytes;  // named + create/ensure_exists
   Labels create_labels;                        // named + create/ensure_exists
   std::optional<uint64_t> size_bytes;          // tmpfs capacity
@@ -76,8 +76,8 @@ struct MountSpec {
 };
 
 struct MountInfo {
-  std::string id;  // a UUID
-  MountSpec spec;  // with defaults filled in (socket_path)
+  std::string id;         // a UUID
+  MountSpec spec;         // with defaults filled in (socket_path)
   std::string volume_id;  // named: the volume's id
   int64_t created_at_ms = 0;
   uint64_t connections = 0;  // vhost-user frontends connected so far

@@ -42,8 +42,8 @@
 #include <memory>
 #include <string_view>
 
-#include "transport/vhost_user/descriptor_chain.hpp"
 #include "core/expected.hpp"
+#include "transport/vhost_user/descriptor_chain.hpp"
 #include "transport/vhost_user/guest_memory.hpp"
 
 namespace sandfs::vhost_user {

@@ -184,7 +184,8 @@ TEST_CASE("fields of another source kind are refused rather than ignored", "[mou
 
   s = named();
   s.size_bytes = 4096;
-  CHECK(contains(error_of(s).message, "source.size_mib (size_bytes) is only valid for tmpfs mounts"));
+  CHECK(
+      contains(error_of(s).message, "source.size_mib (size_bytes) is only valid for tmpfs mounts"));
 
   s = named();
   s.bind_path = "/tmp";
