@@ -26,7 +26,6 @@
 // to apply; they are only recorded here. readonly is enforced by the backend as well (EROFS).
 #include "volumes/mount_manager.hpp"
 
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -55,6 +54,7 @@
 #include "transport/fuse_dev/fuse_mount.hpp"
 #include "transport/vhost_user/server.hpp"
 #include "volumes/mount_spec.hpp"
+#include "volumes/uuid.hpp"
 #include "volumes/volume_store.hpp"
 
 namespace sandfs::volumes {
@@ -75,27 +75,6 @@ Error fail(ErrorCode code, std::string message) {
 int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-Outcome<std::string> new_mount_id() {
-  uint8_t b[16];
-  size_t got = 0;
-  while (got < sizeof b) {
-    const ssize_t n = ::getrandom(b + got, sizeof b - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail(ErrorCode::internal, std::string("getrandom: ") + std::strerror(errno));
-    }
-    got += static_cast<size_t>(n);
-  }
-  b[6] = static_cast<uint8_t>((b[6] & 0x0f) | 0x40);  // UUID version 4
-  b[8] = static_cast<uint8_t>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
-  char text[37];
-  std::snprintf(text, sizeof text,
-                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-                b[15]);
-  return std::string(text);
 }
 
 // Builds the backends of one mount. Shared with the vhost-user factory, which runs on the server
@@ -514,7 +493,7 @@ MountManager::~MountManager() {
 
 Outcome<MountInfo> MountManager::create(MountSpec spec) {
   if (auto r = validate_mount_spec(spec); !r) return r.error();
-  Outcome<std::string> id = new_mount_id();
+  Outcome<std::string> id = new_uuid();
   if (!id) return id.error();
 
   if (spec.transport == TransportKind::vhost_user && spec.socket_path.empty()) {
