@@ -12,7 +12,7 @@ packages=(
   # tools the integration tests drive through a mount
   git rsync tar attr findutils coreutils diffutils python3 e2fsprogs curl
   # benchmarks
-  fio bindfs
+  fio bindfs fuse-overlayfs
   # the real-guest harness (tests/guest): QEMU with its C virtiofsd, a static busybox for the
   # initramfs, the decompressors for the Debian cloud kernel and its modules, and ss(8)
   qemu-system-x86 qemu-system-common busybox-static xz-utils lz4 zstd iproute2
