@@ -20,7 +20,7 @@
 # --b-readonly --policy read-b-write-a --cache auto`).
 # Prints a table and writes bench/results/dualfs-copyup-<UTC timestamp>.md with the raw numbers
 # and the ratios sandfs/overlayfs and sandfs/fuse-overlayfs. Needs root (mounts, drop_caches).
-# Takes about 2-3 minutes.
+# Takes about 1.5 minutes here (2 CPUs).
 #
 #   bench/dualfs_copyup.sh [--only COLUMN,...]
 #
