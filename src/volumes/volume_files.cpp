@@ -635,7 +635,9 @@ Outcome<FileStat> VolumeFiles::stat(std::string_view path) {
   if (::fstatat(file.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     return files_error(errno, what);
   }
-  return detail::to_file_stat(st, p);
+  FileStat out = detail::to_file_stat(st, p);
+  detail::apply_ownership_record(file.get(), "", st, out);
+  return out;
 }
 
 Outcome<std::vector<FileStat>> VolumeFiles::list(std::string_view path, bool recursive) {

@@ -47,7 +47,9 @@ struct FileStat {
   std::string path;  // normalised, relative to the root ("" is the root)
   FileKind kind = FileKind::other;
   uint64_t size = 0;
-  uint32_t mode = 0;  // permission bits (07777) as stored on the host
+  // As a guest sees them: from the object's ownership record (user.sandfs.stat, written by
+  // PassthroughFs mounts) when it has one, else the host's own permission bits and owner.
+  uint32_t mode = 0;  // permission bits (07777)
   uint32_t uid = 0, gid = 0;
   int64_t atime_ms = 0, mtime_ms = 0, ctime_ms = 0;
 };

@@ -183,6 +183,7 @@ class Lister {
         continue;
       }
       out_.push_back(to_file_stat(st, path));
+      apply_ownership_record(dir_fd, name, st, out_.back());
       if (!recursive_ || !S_ISDIR(st.st_mode) || st.st_dev != dev_) continue;
       if (depth + 1 >= max_list_depth) {
         return make_error(ErrorCode::invalid_request,

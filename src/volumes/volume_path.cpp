@@ -10,14 +10,19 @@
 #include <limits.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <span>
+#include <string>
 #include <utility>
 
+#include "backends/passthrough/ownership_record.hpp"
+#include "backends/passthrough/passthrough.hpp"
 #include "core/unique_fd.hpp"
 
 #ifndef SYS_fchmodat2
@@ -158,6 +163,42 @@ Error files_error(int err, std::string_view what) {
                      "never followed out of the volume"};
   }
   return error_from_errno(err, what);
+}
+
+void apply_ownership_record(int dir_fd, const std::string& name, const struct stat& st,
+                            FileStat& out) {
+  // Records live on host files and directories only (see ownership_record.hpp).
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) return;
+  // Through the fd's /proc link, which works for O_PATH fds too. With a name, lgetxattr does not
+  // follow it if it became a symlink since it was stat'ed; without one, getxattr must follow the
+  // /proc magic link itself to reach the object.
+  const std::string at =
+      "/proc/self/fd/" + std::to_string(dir_fd) + (name.empty() ? "" : "/") + name;
+  const std::string attr(passthrough::default_stat_xattr);
+  char buffer[passthrough::record_read_buffer];
+  const ssize_t n = name.empty() ? ::getxattr(at.c_str(), attr.c_str(), buffer, sizeof buffer)
+                                 : ::lgetxattr(at.c_str(), attr.c_str(), buffer, sizeof buffer);
+  if (n < 0) return;
+  Result<passthrough::Record> record =
+      passthrough::decode_record(std::span<const char>(buffer, static_cast<size_t>(n)));
+  if (!record || !passthrough::record_fits(*record, st.st_mode & S_IFMT)) return;
+  out.uid = record->uid;
+  out.gid = record->gid;
+  out.mode = record->mode & 07777;
+  switch (record->type()) {
+    case S_IFREG:
+      out.kind = FileKind::file;
+      break;
+    case S_IFDIR:
+      out.kind = FileKind::directory;
+      break;
+    case S_IFLNK:
+      out.kind = FileKind::symlink;  // strict mode keeps a guest's symlink as a small file
+      break;
+    default:
+      out.kind = FileKind::other;  // a guest's FIFO, socket or device
+      break;
+  }
 }
 
 FileStat to_file_stat(const struct stat& st, std::string path) {

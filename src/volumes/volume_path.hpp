@@ -69,6 +69,13 @@ Error make_error(ErrorCode code, std::string message);
 
 FileStat to_file_stat(const struct stat& st, std::string path);
 
+// What a guest of a PassthroughFs mount sees, where it differs from the host: the owner, group,
+// permission bits and file type in the object's ownership record (user.sandfs.stat), if it has a
+// well-formed one. `dir_fd` + `name` name the object (`name` empty: `dir_fd` itself, which may be
+// an O_PATH fd); a final symlink is never followed. Without a record `out` is left as it is.
+void apply_ownership_record(int dir_fd, const std::string& name, const struct stat& st,
+                            FileStat& out);
+
 // Removes everything inside the directory `dir_fd` (left in place, empty), never following a
 // symlink nor entering another device than `dev`. Directories without u+rwx get it first (a
 // guest may leave 0555 or 0000 directories). `freed` is called with the size of each regular file

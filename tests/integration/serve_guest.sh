@@ -112,7 +112,8 @@ r=$(api GET /v1/volumes/guestvol/files/work/moved.txt)
 r=$(api HEAD /v1/volumes/guestvol/files/from-api.txt)
 [ "$(status "$r")" = 404 ] || fail "the renamed file is still at its old path: $r"
 r=$(api GET "/v1/volumes/guestvol/files/work/out/hello.txt?stat")
-[ "$(body "$r" | json 'd["kind"], d["size"]')" = "file 15" ] || fail "stat: $r"
+[ "$(body "$r" | json 'd["kind"], d["size"], d["uid"], d["gid"], oct(d["mode"])')" = \
+  "file 15 1000 1000 0o640" ] || fail "stat shows what the guest sees (owner 1000, mode 0640): $r"
 r=$(api GET "/v1/volumes/guestvol/files/work?list")
 [ "$(body "$r" | json '" ".join(sorted(e["path"] for e in d["entries"]))')" = \
   "work/data.bin work/data.sha work/moved.txt work/out" ] || fail "list: $r"

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -25,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "backends/passthrough/ownership_record.hpp"
 #include "backends/passthrough/quota.hpp"
 
 namespace Catch {
@@ -912,6 +914,59 @@ TEST_CASE("open_write creates parents only when asked", "[volume_files]") {
     names.push_back(e.path().filename());
   std::sort(names.begin(), names.end());
   CHECK(names == std::vector<std::string>{"dir", "later", "p"});
+}
+
+TEST_CASE("stat and list show the guest's owner and mode from the ownership record",
+          "[volume_files]") {
+  Sandbox box;
+  auto files = box.open();
+  REQUIRE(files->write("guest.sh", bytes("#!/bin/sh\n")).ok());
+  REQUIRE(files->write("fifo", bytes("")).ok());
+  REQUIRE(files->write("plain", bytes("p")).ok());
+  REQUIRE(files->write("corrupt", bytes("c")).ok());
+  REQUIRE(files->mkdir("home", true).ok());
+  const auto set_record = [&](const std::string& name, sandfs::passthrough::Record r) {
+    const auto raw = sandfs::passthrough::encode_record(r);
+    REQUIRE(::setxattr(box.in(name).c_str(), "user.sandfs.stat", raw.data(), raw.size(), 0) == 0);
+  };
+  set_record("guest.sh", {1000, 1001, S_IFREG | 04755, 0});
+  set_record("fifo", {7, 8, S_IFIFO | 0600, 0});
+  set_record("home", {1000, 1000, S_IFDIR | 0700, 0});
+  REQUIRE(::setxattr(box.in("corrupt").c_str(), "user.sandfs.stat", "bad", 3, 0) == 0);
+
+  Outcome<FileStat> s = files->stat("guest.sh");
+  REQUIRE(s.ok());
+  CHECK(s->kind == FileKind::file);
+  CHECK(s->uid == 1000);
+  CHECK(s->gid == 1001);
+  CHECK(s->mode == 04755);
+  Outcome<FileStat> f = files->stat("fifo");
+  REQUIRE(f.ok());
+  CHECK(f->kind == FileKind::other);
+  CHECK(f->uid == 7);
+  CHECK(f->mode == 0600);
+  Outcome<FileStat> h = files->stat("home");
+  REQUIRE(h.ok());
+  CHECK(h->kind == FileKind::directory);
+  CHECK(h->mode == 0700);
+  // No record, or one that is not well formed: the host's own view.
+  const struct stat host = Sandbox::lstat_of(box.in("corrupt"));
+  Outcome<FileStat> c = files->stat("corrupt");
+  REQUIRE(c.ok());
+  CHECK(c->mode == (host.st_mode & 07777));
+  CHECK(c->uid == host.st_uid);
+
+  Outcome<std::vector<FileStat>> listed = files->list("", false);
+  REQUIRE(listed.ok());
+  for (const FileStat& e : *listed) {
+    Outcome<FileStat> one = files->stat(e.path);
+    REQUIRE(one.ok());
+    CHECK(e.kind == one->kind);
+    CHECK(e.mode == one->mode);
+    CHECK(e.uid == one->uid);
+    CHECK(e.gid == one->gid);
+  }
+  CHECK(listed->size() == 5);
 }
 
 }  // namespace
