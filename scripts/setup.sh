@@ -22,6 +22,11 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm for the microsandbox SDK suite (tests/integration/msb_sdk.sh): Debian's packages
+# only when the commands are missing, so a node installed otherwise (e.g. nodesource's nodejs,
+# which bundles npm and conflicts with Debian's npm package) is left alone.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
