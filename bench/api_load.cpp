@@ -1,6 +1,6 @@
 // api_load: a keep-alive HTTP/1.1 load client for the admin API of `sandfsd serve`.
 //
-//   api_load --server 127.0.0.1:7270 --token-file F --op create|get|list|write
+//   api_load --server 127.0.0.1:7270 --token-file F --op create|get|list|write|read
 //            [--connections 4] [--seconds 5] [--volume NAME] [--prefix P]
 //   api_load --direct DIR --op create|get|list|write ...   (the same work on the host directly)
 //
@@ -9,7 +9,9 @@
 //   get     GET /v1/volumes/<volume>                                  (direct: stat)
 //   list    GET /v1/volumes                                           (direct: readdir + stat)
 //   write   PUT /v1/volumes/<volume>/files/w<conn>-<i % 64> (4 KiB)   (direct: open/write/close)
-// Every response is checked (status 2xx; list: a body). Prints one line:
+//   read    GET /v1/volumes/<volume>/files/r4k (a 4 KiB file the caller put there; direct:
+//           open/read/close)
+// Every response is checked (status 2xx; list: a body; read: 4096 bytes). Prints one line:
 //   op=… connections=… requests=… errors=… rps=… p50_us=… p99_us=… max_us=…
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -147,6 +149,14 @@ bool direct_op(const Config& c, int conn, uint64_t i, const std::string& data) {
     ::closedir(d);
     return n > 0;
   }
+  if (c.op == "read") {
+    const int fd = ::open((base + "/" + c.volume + "/r4k").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[8192];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    ::close(fd);
+    return n == 4096;
+  }
   const std::string p =
       base + "/" + c.volume + "/w" + std::to_string(conn) + "-" + std::to_string(i % 64);
   const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -193,8 +203,8 @@ int main(int argc, char** argv) {
       die("unknown argument " + a);
     }
   }
-  if (c.op != "create" && c.op != "get" && c.op != "list" && c.op != "write")
-    die("--op create|get|list|write");
+  if (c.op != "create" && c.op != "get" && c.op != "list" && c.op != "write" && c.op != "read")
+    die("--op create|get|list|write|read");
   if (!token_file.empty()) {
     std::ifstream in(token_file);
     std::getline(in, c.token);
@@ -227,6 +237,9 @@ int main(int argc, char** argv) {
           ok = conn->request("GET", "/v1/volumes/" + c.volume, "") / 100 == 2;
         } else if (c.op == "list") {
           ok = conn->request("GET", "/v1/volumes", "") / 100 == 2 && conn->body().size() > 2;
+        } else if (c.op == "read") {
+          ok = conn->request("GET", "/v1/volumes/" + c.volume + "/files/r4k", "") / 100 == 2 &&
+               conn->body().size() == 4096;
         } else {
           ok = conn->request("PUT",
                              "/v1/volumes/" + c.volume + "/files/w" + std::to_string(t) + "-" +
