@@ -307,6 +307,12 @@ awaitable<void> Server::Impl::accept_loop(asio::basic_socket_acceptor<Protocol>&
       co_await pause.async_wait(as_tuple_awaitable);
       continue;
     }
+    if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
+      // A response goes out as a head and a body: with Nagle the body waits for the head's ACK,
+      // which a keep-alive client delays (~40 ms per small GET).
+      boost::system::error_code ignored;
+      socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    }
     auto stream = std::make_shared<beast::basic_stream<Protocol>>(std::move(socket));
     uint64_t id = 0;
     bool busy = false;
