@@ -35,9 +35,56 @@ void InodeTable::unmap_locked(Side s, InodeId child, InodeId ino) {
   if (it != by_child_.end() && it->second == ino) by_child_.erase(it);
 }
 
+void InodeTable::unname_locked(Node& n) {
+  if (!n.by_name) return;
+  n.by_name = false;
+  auto it = by_name_.find(NameKey{n.parent, n.name});
+  if (it != by_name_.end() && it->second == n.ino) by_name_.erase(it);
+}
+
+NodePtr InodeTable::bind_by_name_locked(const Binding& bind, InodeId parent, std::string_view name,
+                                        std::vector<ChildRef>& drop) {
+  NameKey key{parent, std::string(name)};
+  if (auto it = by_name_.find(key); it != by_name_.end()) {
+    auto nit = nodes_.find(it->second);
+    if (nit != nodes_.end()) {
+      NodePtr n = nit->second;
+      if (n->by_name && n->a == 0 && n->b == bind.b && n->type == (bind.type & S_IFMT)) {
+        drop.push_back({Side::b, bind.b, 1});
+        ++n->refs;
+        return n;
+      }
+      // The name now stands for another B object: the old node keeps its (stale) pin until
+      // forgotten, but no longer owns the name.
+      nit->second->by_name = false;
+    }
+    by_name_.erase(it);
+  }
+  auto n = std::make_shared<Node>();
+  n->type = bind.type & S_IFMT;
+  // The first name takes the number listings already report for this B inode.
+  if (auto r = reserved_.find(Key{Side::b, bind.b}); r != reserved_.end()) {
+    n->ino = r->second;
+    reserved_.erase(r);
+  } else {
+    n->ino = next_ino_++;
+  }
+  n->b = bind.b;
+  n->refs = 1;
+  n->parent = parent;
+  n->name = key.name;
+  n->by_name = true;
+  by_name_.emplace(std::move(key), n->ino);
+  nodes_.emplace(n->ino, n);
+  return n;
+}
+
 NodePtr InodeTable::bind(const Binding& bind, InodeId parent, std::string_view name,
                          std::vector<ChildRef>& drop) {
   std::lock_guard lock(mu_);
+  if (bind.by_name && bind.a == 0 && bind.b != 0 && !S_ISDIR(bind.type)) {
+    return bind_by_name_locked(bind, parent, name, drop);
+  }
   NodePtr n;
   for (Side s : {Side::a, Side::b}) {
     const InodeId child = s == Side::a ? bind.a : bind.b;
@@ -106,6 +153,7 @@ void InodeTable::release_ref(InodeId ino, uint64_t count, std::vector<ChildRef>&
   Node& n = *it->second;
   n.refs -= std::min(n.refs, count);
   if (n.refs > 0) return;
+  unname_locked(n);
   if (n.a != 0) {
     unmap_locked(Side::a, n.a, n.ino);
     drop.push_back({Side::a, n.a, 1});
@@ -133,6 +181,7 @@ void InodeTable::set_side(const NodePtr& n, Side s, InodeId child, bool drop_oth
     by_child_[Key{s, child}] = n->ino;
   }
   if (drop_other) {
+    unname_locked(*n);  // copied up: from now on an A node like any other
     const Side o = other(s);
     InodeId& os = o == Side::a ? n->a : n->b;
     if (os != 0) {
@@ -154,6 +203,7 @@ void InodeTable::clear_side(const NodePtr& n, Side s, std::vector<ChildRef>& dro
 
 void InodeTable::set_anchor(const NodePtr& n, InodeId parent, std::string_view name) {
   std::lock_guard lock(mu_);
+  unname_locked(*n);
   n->parent = parent;
   n->name = std::string(name);
 }

@@ -14,7 +14,13 @@
 // * When refs drops to zero the node is removed from the table and its pins are returned
 //   (the caller forgets them on the children, outside the table lock). The root never goes.
 // * Reverse maps (side, child inode) -> DualFs inode make a child inode reached by two names
-//   (hard links, a rename seen through a fresh lookup) one DualFs inode.
+//   (hard links, a rename seen through a fresh lookup) one DualFs inode, with one exception:
+// * A B non-directory with several hard links is one DualFs inode PER NAME (keyed by parent
+//   DualFs inode and name, Binding::by_name), because copy-up breaks B's hard links, as kernel
+//   overlayfs does without index=on: the name written through is copied up alone, the other
+//   names keep showing B's object. FUSE names an open by inode only, so each name must be its
+//   own inode for the write to reach the copy of the name it went through. Several nodes then
+//   pin the same B inode, one reference each. Once copied up, the node is an ordinary A node.
 // * readdir reports DualFs inode numbers for children it has not bound yet by reserving one for
 //   the (side, child inode); a later bind of that child uses the reserved number.
 //
@@ -50,6 +56,8 @@ struct Node {
   std::string name;
   // A promotion or copy-up running for this node; others wait for it (flight.hpp).
   std::shared_ptr<Flight> flight;
+  // Bound per name (a B hard link, see the header comment): keyed by (parent, name), not by b.
+  bool by_name = false;
 
   bool is_dir() const { return S_ISDIR(type); }
   InodeId on(Side s) const { return s == Side::a ? a : b; }
@@ -68,6 +76,8 @@ struct Binding {
   uint32_t type = 0;
   InodeId a = 0;
   InodeId b = 0;
+  // A B-only non-directory with nlink > 1: one node per (parent, name).
+  bool by_name = false;
 };
 
 class InodeTable {
@@ -127,12 +137,27 @@ class InodeTable {
       return std::hash<uint64_t>()(k.ino * 2 + (k.side == Side::b));
     }
   };
+  struct NameKey {
+    InodeId parent;
+    std::string name;
+    bool operator==(const NameKey&) const = default;
+  };
+  struct NameKeyHash {
+    size_t operator()(const NameKey& k) const {
+      return std::hash<std::string_view>()(k.name) ^ (std::hash<uint64_t>()(k.parent) * 31);
+    }
+  };
   void unmap_locked(Side s, InodeId child, InodeId ino);
+  // Ends `n`'s per-name binding (copy-up, eviction).
+  void unname_locked(Node& n);
+  NodePtr bind_by_name_locked(const Binding& bind, InodeId parent, std::string_view name,
+                              std::vector<ChildRef>& drop);
 
   mutable std::mutex mu_;
   std::unordered_map<InodeId, NodePtr> nodes_;
   std::unordered_map<Key, InodeId, KeyHash> by_child_;
   std::unordered_map<Key, InodeId, KeyHash> reserved_;
+  std::unordered_map<NameKey, InodeId, NameKeyHash> by_name_;
   InodeId next_ino_ = 2;
 };
 

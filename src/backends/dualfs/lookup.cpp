@@ -85,6 +85,9 @@ Task<Result<DualFs::Found>> DualFs::resolve(const RequestContext& ctx, const Nod
       binding.b = h.entry.ino;
     }
   }
+  // B hard links: one node per name, so that copy-up breaks the link at the name written through
+  // (inode_table.hpp).
+  binding.by_name = binding.a == 0 && !is_dir_mode(binding.type) && attr.nlink > 1;
   NodePtr n = table_.bind(binding, parent->ino, name, drop);
   give_back(drop);
   co_return Found{std::move(n), attr};
