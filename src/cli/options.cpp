@@ -533,10 +533,13 @@ changing a B file copies it up into A, removing one leaves a whiteout in A):
   --b SPEC              the lower side (required): passthrough:DIR
   --b-readonly          also open B read-only, so nothing can write it
   --policy NAME         how the two are read (default: read-b-write-a)
-                          read-b-write-a      both, B's object first
+                          read-b-write-a      both, B's object first; changing
+                                              a B file copies it up
                           a-only              A alone
-                          a-fallback-b        A, then B for names A lacks
-                          merge-a-precedence  both merged, A's object first
+                          a-fallback-b        both, A's object first; B stays
+                                              read-only (changing it: EROFS)
+                          merge-a-precedence  both, A's object first; changing
+                                              a B file copies it up
 
 passthrough (serves a host directory; needs no root privileges):
   --root DIR            the host directory to serve (required). The guest can

@@ -19,7 +19,7 @@ Task<Result<OpenReply>> DualFs::open_node(const RequestContext& ctx, const NodeP
                                           uint32_t flags, bool kill_suidgid) {
   if (n->is_dir()) co_return Errno{EISDIR};
   if (write_intent(flags) && table_.view(*n).a == 0) {
-    Status up = co_await upgrade(n, (flags & O_TRUNC) != 0);
+    Status up = co_await make_changeable(n, (flags & O_TRUNC) != 0);
     if (!up) co_return Errno{up.error()};
   }
   const InodeTable::View v = table_.view(*n);

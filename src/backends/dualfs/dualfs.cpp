@@ -147,7 +147,18 @@ int DualFs::admit(OpKind op, InodeId ino, std::string_view name, uint32_t flags,
   info.name = name;
   info.flags = flags;
   info.write_intent = write_intent;
+  return admit(info);
+}
+
+int DualFs::admit(OpInfo info) const {
+  info.ns = &table_;
   return config_.policy->admit(info);
+}
+
+Task<Status> DualFs::make_changeable(const NodePtr& n, bool truncate) {
+  if (table_.view(*n).a != 0) co_return ok_status();
+  if (!n->is_dir() && !config_.policy->copy_up()) co_return Errno{EROFS};
+  co_return co_await upgrade(n, truncate);
 }
 
 HandleId DualFs::add_handle(std::shared_ptr<Handle> h) {

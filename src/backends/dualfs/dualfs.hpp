@@ -170,6 +170,12 @@ class DualFs final : public Filesystem {
   AttrReply attr_reply(const NodePtr& n, Attr attr) const;
   int admit(OpKind op, InodeId ino, std::string_view name = {}, uint32_t flags = 0,
             bool write_intent = false) const;
+  int admit(OpInfo info) const;
+  // Makes `n` changeable in A: promotes a directory, copies anything else up (upgrade), or
+  // answers EROFS for a B object when the policy keeps B read-only (Policy::copy_up).
+  Task<Status> make_changeable(const NodePtr& n, bool truncate);
+  // A change must white B's name out: EROFS when the policy keeps B read-only, else 0.
+  int may_hide_b() const { return config_.policy->copy_up() ? 0 : EROFS; }
   HandleId add_handle(std::shared_ptr<Handle> h);
   Result<std::shared_ptr<Handle>> handle_of(HandleId fh, InodeId ino, bool dir) const;
   std::shared_ptr<Handle> take_handle(HandleId fh, InodeId ino, bool dir);

@@ -208,6 +208,30 @@ void InodeTable::set_anchor(const NodePtr& n, InodeId parent, std::string_view n
   n->name = std::string(name);
 }
 
+std::optional<std::string> InodeTable::path_of(uint64_t ino) const {
+  std::vector<const Node*> chain;
+  std::lock_guard lock(mu_);
+  InodeId at = ino;
+  while (at != fuse::root_id) {
+    auto it = nodes_.find(at);
+    // A node that left the table, or a cycle (a bound on the depth): the path is unknown.
+    if (it == nodes_.end() || it->second->parent == 0 || chain.size() > 4096) return std::nullopt;
+    chain.push_back(it->second.get());
+    at = it->second->parent;
+  }
+  if (chain.empty()) return std::string(1, '/');
+  size_t length = 0;
+  for (const Node* n : chain)
+    length += 1 + n->name.size();
+  std::string path;
+  path.reserve(length);
+  for (auto n = chain.rbegin(); n != chain.rend(); ++n) {
+    path += '/';
+    path += (*n)->name;
+  }
+  return path;
+}
+
 InodeTable::View InodeTable::view(const Node& n) const {
   std::lock_guard lock(mu_);
   return View{n.a, n.b, n.parent, n.name, n.refs};

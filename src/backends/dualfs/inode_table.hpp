@@ -80,7 +80,7 @@ struct Binding {
   bool by_name = false;
 };
 
-class InodeTable {
+class InodeTable final : public NamespaceView {
  public:
   // The root binds the roots of both children (fuse::root_id); it is never evicted.
   explicit InodeTable(bool root_has_b);
@@ -125,6 +125,9 @@ class InodeTable {
   void end_flight(const NodePtr& n);
 
   size_t size() const;
+
+  // The path of `ino` through the names nodes were last seen under (policy.hpp).
+  std::optional<std::string> path_of(uint64_t ino) const override;
 
  private:
   struct Key {

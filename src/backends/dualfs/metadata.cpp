@@ -13,7 +13,7 @@ Task<Result<AttrReply>> DualFs::setattr(const RequestContext& ctx, InodeId ino,
   if (table_.view(**n).a == 0) {
     // Truncation to zero needs none of B's data.
     const bool to_zero = (in.valid & fuse::FATTR_SIZE) != 0 && in.size == 0;
-    Status up = co_await upgrade(*n, to_zero);
+    Status up = co_await make_changeable(*n, to_zero);
     if (!up) co_return Errno{up.error()};
   }
   SetAttrIn child = in;
@@ -35,7 +35,7 @@ Task<Status> DualFs::setxattr(const RequestContext& ctx, InodeId ino, std::strin
   Result<NodePtr> n = node_of(ino);
   if (!n) co_return Errno{n.error()};
   if (int e = admit(OpKind::setxattr, ino, name); e != 0) co_return Errno{e};
-  Status up = co_await upgrade(*n, false);
+  Status up = co_await make_changeable(*n, false);
   if (!up) co_return up;
   const InodeId a_ino = table_.view(**n).a;
   co_return co_await config_.a->setxattr(ctx, a_ino, name, value, flags);
@@ -51,7 +51,7 @@ Task<Status> DualFs::removexattr(const RequestContext& ctx, InodeId ino, std::st
     Result<XattrReply> there = co_await config_.b->getxattr(ctx, v.b, name, 0);
     if (!there) co_return Errno{there.error()};
   }
-  Status up = co_await upgrade(*n, false);
+  Status up = co_await make_changeable(*n, false);
   if (!up) co_return up;
   const InodeId a_ino = table_.view(**n).a;
   co_return co_await config_.a->removexattr(ctx, a_ino, name);

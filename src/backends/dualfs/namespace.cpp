@@ -85,10 +85,20 @@ Task<Result<Entry>> DualFs::link(const RequestContext& ctx, InodeId ino, InodeId
   Result<NodePtr> p = node_of(new_parent);
   if (!p) co_return Errno{p.error()};
   if ((*n)->is_dir()) co_return Errno{EPERM};
-  if (int e = admit(OpKind::link, new_parent, new_name); e != 0) co_return Errno{e};
+  OpInfo info;
+  info.op = OpKind::link;
+  info.ino = ino;
+  info.new_parent = new_parent;
+  info.new_name = new_name;
+  info.source = ino;
+  if (int e = admit(info); e != 0) co_return Errno{e};
+  // Linking a B file needs a copy of it in A.
+  if (table_.view(**n).a == 0) {
+    if (int e = may_hide_b(); e != 0) co_return Errno{e};
+  }
   Result<InodeId> pa = co_await prepare_new(ctx, *p, new_name);
   if (!pa) co_return Errno{pa.error()};
-  Status up = co_await upgrade(*n, false);
+  Status up = co_await make_changeable(*n, false);
   if (!up) co_return Errno{up.error()};
   const InodeId a_ino = table_.view(**n).a;
   Result<Entry> linked = co_await config_.a->link(ctx, a_ino, *pa, new_name);

@@ -32,6 +32,7 @@ Task<Status> DualFs::remove_name(const RequestContext& ctx, InodeId parent, std:
       whiteout = *b_has;
     }
     if (whiteout) {
+      if (int e = may_hide_b(); e != 0) co_return Errno{e};
       Result<InodeId> pa = co_await a_dir_of(*p);
       if (!pa) co_return Errno{pa.error()};
       Status added = co_await whiteouts_.add(*pa, name);

@@ -26,7 +26,14 @@ Task<Status> DualFs::rename(const RequestContext& ctx, InodeId parent, std::stri
   if (!p) co_return Errno{p.error()};
   Result<NodePtr> q = node_of(new_parent);
   if (!q) co_return Errno{q.error()};
-  if (int e = admit(OpKind::rename, parent, name, flags); e != 0) co_return Errno{e};
+  OpInfo info;
+  info.op = OpKind::rename;
+  info.ino = parent;
+  info.name = name;
+  info.new_parent = new_parent;
+  info.new_name = new_name;
+  info.flags = flags;
+  if (int e = admit(info); e != 0) co_return Errno{e};
   if (is_reserved(new_name)) co_return Errno{EPERM};
 
   Result<Found> src = co_await resolve(ctx, *p, name);
@@ -43,10 +50,12 @@ Task<Status> DualFs::rename(const RequestContext& ctx, InodeId parent, std::stri
 
   auto body = [&]() -> Task<Status> {
     if (d == s) co_return ok_status();  // two names of one file: nothing to do
-    if (s->is_dir() && table_.view(*s).b != 0) co_return Errno{EXDEV};
+    // A B directory stays where B has it: a read-only B refuses, otherwise mv copies.
+    const int b_dir_error = may_hide_b() != 0 ? EROFS : EXDEV;
+    if (s->is_dir() && table_.view(*s).b != 0) co_return Errno{b_dir_error};
     if (d) {
       if ((flags & RENAME_NOREPLACE) != 0) co_return Errno{EEXIST};
-      if (d->is_dir() && table_.view(*d).b != 0) co_return Errno{EXDEV};
+      if (d->is_dir() && table_.view(*d).b != 0) co_return Errno{b_dir_error};
       if (!exchange) {
         if (d->is_dir() && !s->is_dir()) co_return Errno{EISDIR};
         if (!d->is_dir() && s->is_dir()) co_return Errno{ENOTDIR};
@@ -62,10 +71,10 @@ Task<Status> DualFs::rename(const RequestContext& ctx, InodeId parent, std::stri
     } else if (exchange) {
       co_return Errno{ENOENT};
     }
-    Status up = co_await upgrade(s, false);
+    Status up = co_await make_changeable(s, false);
     if (!up) co_return up;
     if (d && exchange) {
-      Status dup = co_await upgrade(d, false);
+      Status dup = co_await make_changeable(d, false);
       if (!dup) co_return dup;
     }
     Result<InodeId> pa = co_await a_dir_of(*p);
@@ -83,6 +92,9 @@ Task<Status> DualFs::rename(const RequestContext& ctx, InodeId parent, std::stri
       Result<bool> new_b = co_await b_has_visible(ctx, *q, new_name);
       if (!new_b) co_return Errno{new_b.error()};
       whiteout_new = *new_b;
+    }
+    if (whiteout_old || whiteout_new) {
+      if (int e = may_hide_b(); e != 0) co_return Errno{e};
     }
     if (whiteout_new) {
       Status added = co_await whiteouts_.add(*qa, new_name);

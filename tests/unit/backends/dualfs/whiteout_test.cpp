@@ -17,8 +17,8 @@ TEST_CASE("unlinking a B file hides it and leaves B untouched", "[dualfs][whiteo
 }
 
 TEST_CASE("unlinking a copied-up file never brings the B original back", "[dualfs][whiteout]") {
-  for (auto policy :
-       {read_b_write_a_policy(), backend_a_fallback_b_policy(), merge_a_precedence_policy()}) {
+  // (a-fallback-b never copies up: policy_test.cpp)
+  for (auto policy : {read_b_write_a_policy(), merge_a_precedence_policy()}) {
     INFO(policy->name());
     DualFixture f(policy);
     f.B.put("f", "original");
