@@ -1,9 +1,33 @@
 // unlink and rmdir. The A object goes; a B object of that name is whited out (whiteouts.hpp),
 // before A's removal, so a failure in between leaves B hidden rather than resurrected. A merged
 // directory is removable only when its merged listing is empty.
+#include <sys/stat.h>
+
 #include "backends/dualfs/dualfs.hpp"
 
 namespace sandfs::dualfs {
+
+namespace {
+
+// Removes what A holds at `name` in A directory `dir`, if anything: an object a B object of that
+// name hid (a policy that looks B up first), which would show once B's is whited out.
+Task<Status> remove_shadowed(Filesystem& a, Whiteouts& whiteouts, const RequestContext& ctx,
+                             InodeId dir, std::string_view name) {
+  Result<Entry> there = co_await a.lookup(ctx, dir, name);
+  if (!there) co_return there.error() == ENOENT ? ok_status() : Status(Errno{there.error()});
+  if (there->ino == 0) co_return ok_status();
+  const InodeId ino = there->ino;
+  const bool is_dir = S_ISDIR(there->attr.mode);
+  a.forget(ino, 1);
+  if (!is_dir) co_return co_await a.unlink(ctx, dir, name);
+  Status cleared = co_await whiteouts.clear(ino);
+  if (!cleared) co_return cleared;
+  Status removed = co_await a.rmdir(ctx, dir, name);
+  if (removed) whiteouts.forget_dir(ino);
+  co_return removed;
+}
+
+}  // namespace
 
 Task<Status> DualFs::remove_name(const RequestContext& ctx, InodeId parent, std::string_view name,
                                  bool dir) {
@@ -33,6 +57,13 @@ Task<Status> DualFs::remove_name(const RequestContext& ctx, InodeId parent, std:
     }
     if (whiteout) {
       if (int e = may_hide_b(); e != 0) co_return Errno{e};
+      if (v.a == 0) {
+        const InodeId shadow_dir = table_.view(**p).a;
+        if (shadow_dir != 0) {
+          Status gone = co_await remove_shadowed(*config_.a, whiteouts_, ctx, shadow_dir, name);
+          if (!gone) co_return gone;
+        }
+      }
       Result<InodeId> pa = co_await a_dir_of(*p);
       if (!pa) co_return Errno{pa.error()};
       Status added = co_await whiteouts_.add(*pa, name);
