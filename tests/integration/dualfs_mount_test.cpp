@@ -170,10 +170,10 @@ TEST_CASE("a scripted session on a dual mount with a persistent upper", "[dualfs
   }
 }
 
-TEST_CASE("a memfs upper under every policy opens lower-only files", "[dualfs]") {
+TEST_CASE("a memfs upper under every copy-up policy opens lower-only files", "[dualfs]") {
   HostDir low("low");
   lower_tree(low);
-  for (const char* policy : {"read-b-write-a", "a-fallback-b", "merge-a-precedence"}) {
+  for (const char* policy : {"read-b-write-a", "merge-a-precedence"}) {
     INFO(policy);
     MountedFs m(dual_spec("memfs:capacity=64M", low.path(), policy));
     INFO(m.log_tail());
@@ -212,4 +212,99 @@ TEST_CASE("concurrent writers of one lower file see one copy-up", "[dualfs]") {
   CHECK(now.substr(0, 8) == "01234567");
   CHECK(now.substr(8) == data.substr(8));
   m.unmount();
+}
+
+namespace {
+
+// errno of a call that returned -1, 0 for success.
+int err(int rc) {
+  return rc == 0 ? 0 : errno;
+}
+
+int open_err(const std::string& path, int flags) {
+  errno = 0;
+  const int fd = ::open(path.c_str(), flags);
+  if (fd < 0) return errno;
+  ::close(fd);
+  return 0;
+}
+
+}  // namespace
+
+// The operations most likely to differ between policies, through the kernel, each policy on its
+// own mount over a passthrough upper that already holds files: reading a lower-only file,
+// writing one, a merged listing, and unlinking a lower file then looking it up again.
+TEST_CASE("each policy through the kernel - lower reads and writes and listing and unlink",
+          "[dualfs]") {
+  for (const char* name : {"read-b-write-a", "a-only", "a-fallback-b", "merge-a-precedence"}) {
+    const std::string policy = name;
+    INFO(policy);
+    HostDir low("low");
+    HostDir up("up");
+    put(low / "lower", "lower only\n");
+    put(low / "gone", "to unlink\n");
+    put(low / "both", "lower copy\n");
+    put(up / "both", "upper copy\n");
+    put(low / "mix/l", "l");
+    put(up / "mix/u", "u");
+    const bool reads_b = policy != "a-only";
+    const bool copy_up = policy != "a-fallback-b";
+    MountedFs m(dual_spec("passthrough:" + up.path(), low.path(), policy));
+    INFO(m.log_tail());
+
+    // Opening a lower-only file for reading works under every policy that reads B.
+    if (reads_b) {
+      CHECK(slurp(m.path("lower")) == "lower only\n");
+    } else {
+      CHECK(open_err(m.path("lower"), O_RDONLY) == ENOENT);
+    }
+    CHECK(slurp(m.path("both")) == (policy == "read-b-write-a" ? "lower copy\n" : "upper copy\n"));
+
+    // Writing a lower file: a copy-up into the upper directory, or EROFS.
+    errno = 0;
+    const int fd = ::open(m.path("lower").c_str(), O_WRONLY | O_APPEND);
+    const int open_errno = fd < 0 ? errno : 0;
+    if (fd >= 0) {
+      CHECK(::write(fd, "more\n", 5) == 5);
+      ::close(fd);
+    }
+    if (!reads_b) {
+      CHECK(open_errno == ENOENT);
+    } else if (copy_up) {
+      CHECK(open_errno == 0);
+      CHECK(slurp(m.path("lower")) == "lower only\nmore\n");
+      CHECK(slurp(up / "lower") == "lower only\nmore\n");
+    } else {
+      CHECK(open_errno == EROFS);
+      CHECK(slurp(m.path("lower")) == "lower only\n");
+      CHECK_FALSE(exists(up / "lower"));
+    }
+    CHECK(slurp(low / "lower") == "lower only\n");
+
+    // A directory on both sides lists both, unless B is not consulted.
+    CHECK(names(m.path("mix")) ==
+          (reads_b ? std::vector<std::string>{"l", "u"} : std::vector<std::string>{"u"}));
+
+    // Unlinking a lower file, then looking it up.
+    errno = 0;
+    const int unlinked = err(::unlink(m.path("gone").c_str()));
+    if (!reads_b) {
+      CHECK(unlinked == ENOENT);
+    } else if (copy_up) {
+      CHECK(unlinked == 0);
+      CHECK_FALSE(exists(m.path("gone")));
+      const std::vector<std::string> top = names(m.dir());
+      CHECK(std::find(top.begin(), top.end(), "gone") == top.end());
+    } else {
+      CHECK(unlinked == EROFS);
+      CHECK(slurp(m.path("gone")) == "to unlink\n");
+    }
+    CHECK(slurp(low / "gone") == "to unlink\n");
+
+    // New names land in the upper directory under every policy.
+    put(m.path("mix/new"), "n");
+    CHECK(slurp(up / "mix/new") == "n");
+    CHECK_FALSE(exists(low / "mix/new"));
+    m.unmount();
+  }
 }
