@@ -9,6 +9,8 @@
 
 #include "core/protocol/fuse_kernel.hpp"
 #include "core/units.hpp"
+#include "http/msb_api.hpp"
+#include "volumes/volume.hpp"
 
 namespace sandfs::cli {
 
@@ -344,7 +346,8 @@ Command parse_serve(std::span<const std::string_view> args) {
     const bool known = name == "--data-dir" || name == "--listen" || name == "--unix-socket" ||
                        name == "--threads" || name == "--log-level" ||
                        name == "--max-connections" || name == "--max-upload" ||
-                       name == "--ready-fd";
+                       name == "--ready-fd" || name == "--msb-prefix" ||
+                       name == "--msb-default-volume";
     if (!known) {
       if (!name.starts_with("-")) {
         return error(program + ": unexpected argument " + quoted(name) + " (see '" + program +
@@ -400,6 +403,16 @@ Command parse_serve(std::span<const std::string_view> args) {
       if (auto err = parse_count(value, fd)) return fail(err.message);
       if (fd > 1'000'000) return fail(quoted(value) + " is not a file descriptor number");
       s.ready_fd = static_cast<int>(fd);
+    } else if (name == "--msb-prefix") {
+      std::string why;
+      auto prefix = http::parse_msb_prefix(value, why);
+      if (!prefix) return fail(quoted(value) + " " + why);
+      s.msb_prefix = std::move(*prefix);
+    } else if (name == "--msb-default-volume") {
+      if (!volumes::valid_volume_name(value)) {
+        return fail(quoted(value) + " is not a volume name ([A-Za-z0-9][A-Za-z0-9._-]{0,127})");
+      }
+      s.msb_default_volume = std::string(value);
     } else if (name == "--log-level") {
       if (!log::parse_level(value, s.log_level)) {
         return fail("unknown level " + quoted(value) + " (trace, debug, info, warn, error or off)");
@@ -665,6 +678,13 @@ every mount and exit 0.
   --log-level LEVEL     trace, debug, info, warn, error or off (default: info)
   --ready-fd N          once the API listens, write "ready\n" to file
                         descriptor N and close it
+  --msb-prefix PATH     serve the microsandbox SDKs' volume API under PATH
+                        (default: /msb, so an SDK's cloud URL is
+                        http://HOST:PORT/msb; 'none': not served;
+                        docs/msb-compat.md)
+  --msb-default-volume NAME
+                        the volume GET PATH/v1/volumes/default answers with
+                        (default: none, a 404 volume_not_found)
   -h, --help            show this help and exit
 
 sandfsd prints one line on stderr when it is ready:

@@ -92,6 +92,8 @@ struct ServeCommand {
   unsigned max_connections = 512;                  // --max-connections
   uint64_t max_upload_bytes = uint64_t{16} << 30;  // --max-upload: largest file PUT
   std::optional<int> ready_fd;                     // --ready-fd: "ready\n" once listening
+  std::string msb_prefix = "/msb";                 // --msb-prefix; empty ("none"): off
+  std::string msb_default_volume;                  // --msb-default-volume NAME
 };
 
 inline constexpr unsigned max_threads = 64;

@@ -98,6 +98,8 @@ int run_serve(const ServeCommand& c) {
     options.unix_socket = c.unix_socket;
     options.max_connections = c.max_connections;
     options.max_upload_bytes = c.max_upload_bytes;
+    options.msb_prefix = c.msb_prefix;
+    options.msb_default_volume = c.msb_default_volume;
     http::Server server(**store, mounts, threads, *token, options);
     bool started = true;
     try {

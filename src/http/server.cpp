@@ -34,6 +34,7 @@
 #include "core/io/ring.hpp"
 #include "core/log.hpp"
 #include "http/api.hpp"
+#include "http/msb_api.hpp"
 #include "http/router.hpp"
 #include "http/token.hpp"
 #include "volumes/volume_files.hpp"
@@ -152,6 +153,20 @@ struct Exchange {
   bool expect_continue = false;
 };
 
+// A writer for a streamed upload and the volume (by name) it writes into.
+struct OpenedUpload {
+  std::unique_ptr<volumes::VolumeFiles::Writer> writer;
+  std::string volume;
+};
+
+// An error in the envelope of the API the request came in on.
+ApiResponse error_for(bool msb, const Error& error) {
+  return msb ? msb_error_response(error) : error_response(error);
+}
+ApiResponse error_for(bool msb, unsigned status, std::string_view code, std::string_view message) {
+  return msb ? msb_error_response(status, code, message) : error_response(status, code, message);
+}
+
 }  // namespace
 
 struct Server::Impl {
@@ -161,12 +176,14 @@ struct Server::Impl {
         token(std::move(bearer)),
         options(std::move(o)),
         api(store, mounts),
+        msb(store, api, options.msb_default_volume),
         pool(options.blocking_threads == 0 ? 1 : options.blocking_threads) {}
 
   io::IoThreads& threads;
   std::string token;
   ServerOptions options;
   Api api;
+  MsbApi msb;
   BlockingPool pool;
 
   std::unique_ptr<asio::ip::tcp::acceptor> tcp;
@@ -194,11 +211,23 @@ struct Server::Impl {
   template <class Stream>
   awaitable<bool> reply(Stream& stream, const Exchange& x, ApiResponse response);
   template <class Stream>
-  awaitable<bool> download(Stream& stream, Exchange& x, const ApiRequest& request);
+  awaitable<bool> serve_msb(Stream& stream, beast::flat_buffer& buffer,
+                            bhttp::request_parser<bhttp::empty_body>& header, Exchange& x,
+                            Method method, std::string_view route_path);
+  // Reads a small (JSON) body whole into `body`, within max_body_bytes. nullopt when it did;
+  // otherwise it has replied (or the connection failed) and the value is serve_one's result.
   template <class Stream>
+  awaitable<std::optional<bool>> read_small_body(Stream& stream, beast::flat_buffer& buffer,
+                                                 bhttp::request_parser<bhttp::empty_body>& header,
+                                                 Exchange& x, bool msb, std::string& body);
+  // `open` runs on the blocking pool and returns Outcome<VolumeFiles::ReadHandle>.
+  template <class Stream, class Open>
+  awaitable<bool> download(Stream& stream, Exchange& x, Open open, bool msb, std::string what);
+  // `open` runs on the blocking pool and returns Outcome<OpenedUpload>.
+  template <class Stream, class Open>
   awaitable<bool> upload(Stream& stream, beast::flat_buffer& buffer,
-                         bhttp::request_parser<bhttp::empty_body>& header, Exchange& x,
-                         const ApiRequest& request);
+                         bhttp::request_parser<bhttp::empty_body>& header, Exchange& x, Open open,
+                         bool msb);
   template <class Stream>
   awaitable<bool> send_continue(Stream& stream, Exchange& x);
 
@@ -469,6 +498,16 @@ awaitable<bool> Server::Impl::serve_one(Stream& stream, beast::flat_buffer& buff
   const std::string_view target = req.target();
   const auto [path, query_text] = split_target(target);
 
+  if (auto rest = strip_msb_prefix(path, options.msb_prefix)) {
+    if (!bearer_matches(req[bhttp::field::authorization], token)) {
+      co_return co_await reply(stream, x,
+                               msb_error_response(401, "unauthorized",
+                                                  "a bearer token is required (Authorization: "
+                                                  "Bearer <sandfsd serve's token>)"));
+    }
+    co_return co_await serve_msb(stream, buffer, header, x, request.method, *rest);
+  }
+
   auto matched = match_route(path);
   const bool public_route = matched && matched->route == Route::healthz;
   if (!public_route && !bearer_matches(req[bhttp::field::authorization], token)) {
@@ -494,36 +533,39 @@ awaitable<bool> Server::Impl::serve_one(Stream& stream, beast::flat_buffer& buff
   if (!query) co_return co_await reply(stream, x, error_response(query.error()));
   request.query = std::move(*query);
 
-  if (is_file_upload(request)) co_return co_await upload(stream, buffer, header, x, request);
-
-  // Every other body is small (JSON or nothing): read it whole, within max_body_bytes.
-  if (x.body_unread) {
-    const auto length = header.content_length();
-    if (length && *length > options.max_body_bytes) {
-      co_return co_await reply(
-          stream, x,
-          error_response(
-              413, "payload_too_large",
-              "the request body is over " + std::to_string(options.max_body_bytes) + " bytes"));
-    }
-    if (!co_await send_continue(stream, x)) co_return false;
-    bhttp::request_parser<bhttp::string_body> full(std::move(header));
-    full.body_limit(options.max_body_bytes);
-    stream.expires_after(options.io_timeout);
-    auto [ec, n] = co_await bhttp::async_read(stream, buffer, full, as_tuple_awaitable);
-    if (ec == bhttp::error::body_limit) {
-      co_return co_await reply(
-          stream, x,
-          error_response(
-              413, "payload_too_large",
-              "the request body is over " + std::to_string(options.max_body_bytes) + " bytes"));
-    }
-    if (ec) co_return false;
-    x.body_unread = false;
-    request.body = std::move(full.get().body());
+  if (is_file_upload(request)) {
+    auto parents = request.query.flag("parents", false);
+    if (!parents) co_return co_await reply(stream, x, error_response(parents.error()));
+    auto open = [this, &request, p = *parents]() -> volumes::Outcome<OpenedUpload> {
+      auto file = volumes::normalize_volume_path(request.match.file_path);
+      if (!file) return file.error();
+      auto files = api.files(request.match.name);
+      if (!files) return files.error();
+      auto writer = (*files)->open_write(*file, p);
+      if (!writer) return writer.error();
+      return OpenedUpload{std::move(*writer), request.match.name};
+    };
+    co_return co_await upload(stream, buffer, header, x, std::move(open), false);
   }
 
-  if (is_file_download(request)) co_return co_await download(stream, x, request);
+  // Every other body is small (JSON or nothing): read it whole, within max_body_bytes.
+  {
+    std::optional<bool> failed =
+        co_await read_small_body(stream, buffer, header, x, false, request.body);
+    if (failed) co_return *failed;
+  }
+
+  if (is_file_download(request)) {
+    auto open = [this, &request]() -> volumes::Outcome<volumes::VolumeFiles::ReadHandle> {
+      auto file = volumes::normalize_volume_path(request.match.file_path);
+      if (!file) return file.error();
+      auto files = api.files(request.match.name);
+      if (!files) return files.error();
+      return (*files)->open_read(*file);
+    };
+    co_return co_await download(stream, x, std::move(open), false,
+                                request.match.file_path + " in volume " + request.match.name);
+  }
 
   auto handle = [this, &request] { return api.handle(request); };
   ApiResponse response = co_await pool.run(std::move(handle));
@@ -531,17 +573,100 @@ awaitable<bool> Server::Impl::serve_one(Stream& stream, beast::flat_buffer& buff
 }
 
 template <class Stream>
-awaitable<bool> Server::Impl::download(Stream& stream, Exchange& x, const ApiRequest& request) {
-  using Handle = volumes::Outcome<volumes::VolumeFiles::ReadHandle>;
-  auto open = [this, &request]() -> Handle {
-    auto path = volumes::normalize_volume_path(request.match.file_path);
-    if (!path) return path.error();
-    auto files = api.files(request.match.name);
-    if (!files) return files.error();
-    return (*files)->open_read(*path);
+awaitable<std::optional<bool>> Server::Impl::read_small_body(
+    Stream& stream, beast::flat_buffer& buffer, bhttp::request_parser<bhttp::empty_body>& header,
+    Exchange& x, bool msb, std::string& body) {
+  if (!x.body_unread) co_return std::nullopt;
+  const auto too_large = [this, msb] {
+    return error_for(
+        msb, 413, "payload_too_large",
+        "the request body is over " + std::to_string(options.max_body_bytes) + " bytes");
   };
+  const auto length = header.content_length();
+  if (length && *length > options.max_body_bytes) {
+    co_return co_await reply(stream, x, too_large());
+  }
+  if (!co_await send_continue(stream, x)) co_return false;
+  bhttp::request_parser<bhttp::string_body> full(std::move(header));
+  full.body_limit(options.max_body_bytes);
+  stream.expires_after(options.io_timeout);
+  auto [ec, n] = co_await bhttp::async_read(stream, buffer, full, as_tuple_awaitable);
+  if (ec == bhttp::error::body_limit) co_return co_await reply(stream, x, too_large());
+  if (ec) co_return false;
+  x.body_unread = false;
+  body = std::move(full.get().body());
+  co_return std::nullopt;
+}
+
+template <class Stream>
+awaitable<bool> Server::Impl::serve_msb(Stream& stream, beast::flat_buffer& buffer,
+                                        bhttp::request_parser<bhttp::empty_body>& header,
+                                        Exchange& x, Method method, std::string_view route_path) {
+  const auto& req = header.get();
+  auto matched = match_msb_route(route_path);
+  if (!matched) co_return co_await reply(stream, x, msb_error_response(matched.error()));
+  MsbRequest request;
+  request.method = method;
+  request.match = std::move(*matched);
+  if (request.match.route == MsbRoute::none) {
+    co_return co_await reply(
+        stream, x,
+        msb_error_response(
+            404, "route_not_found",
+            "no such route: " + std::string(req.target().substr(0, req.target().find('?')))));
+  }
+  if (!msb_method_allowed(request.match.route, method)) {
+    ApiResponse r = msb_error_response(
+        405, "method_not_allowed",
+        std::string(req.method_string()) + " is not served on " + std::string(route_path));
+    r.allow = msb_allowed_methods(request.match.route);
+    co_return co_await reply(stream, x, std::move(r));
+  }
+  // The two headers of the file routes; a repeated one is ambiguous, so refused.
+  for (const auto& [name, slot] : {std::pair<std::string_view, std::optional<std::string>*>{
+                                       "x-msb-file-path", &request.path_header},
+                                   {"x-msb-file-recursive", &request.recursive_header}}) {
+    const auto [first, last] = req.equal_range(name);
+    if (first == last) continue;
+    if (std::next(first) != last) {
+      co_return co_await reply(
+          stream, x,
+          msb_error_response(400,
+                             name == "x-msb-file-path" ? "invalid_volume_path" : "invalid_request",
+                             "the " + std::string(name) + " header is given more than once"));
+    }
+    *slot = std::string(first->value());
+  }
+
+  if (is_msb_upload(request)) {
+    auto open = [this, &request]() -> volumes::Outcome<OpenedUpload> {
+      auto up = msb.open_write(request);
+      if (!up) return up.error();
+      return OpenedUpload{std::move(up->writer), std::move(up->volume)};
+    };
+    co_return co_await upload(stream, buffer, header, x, std::move(open), true);
+  }
+  {
+    std::optional<bool> failed =
+        co_await read_small_body(stream, buffer, header, x, true, request.body);
+    if (failed) co_return *failed;
+  }
+  if (is_msb_download(request)) {
+    auto open = [this, &request] { return msb.open_read(request); };
+    co_return co_await download(stream, x, std::move(open), true,
+                                "a file (msb API) in volume " + request.match.id);
+  }
+  auto handle = [this, &request] { return msb.handle(request); };
+  ApiResponse response = co_await pool.run(std::move(handle));
+  co_return co_await reply(stream, x, std::move(response));
+}
+
+template <class Stream, class Open>
+awaitable<bool> Server::Impl::download(Stream& stream, Exchange& x, Open open, bool msb,
+                                       std::string what) {
+  using Handle = volumes::Outcome<volumes::VolumeFiles::ReadHandle>;
   Handle opened = co_await pool.run(std::move(open));
-  if (!opened) co_return co_await reply(stream, x, error_response(opened.error()));
+  if (!opened) co_return co_await reply(stream, x, error_for(msb, opened.error()));
   const volumes::VolumeFiles::ReadHandle handle = std::move(*opened);
   const int fd = handle.fd.get();
   const uint64_t size = handle.size;
@@ -581,8 +706,8 @@ awaitable<bool> Server::Impl::download(Stream& stream, Exchange& x, const ApiReq
     if (got <= 0) {
       // The file shrank or failed under us after the header promised `size` bytes: the only
       // honest thing left is to cut the connection, so the client sees a short body.
-      SANDFS_LOG(warn) << "http: download of " << request.match.file_path << " in volume "
-                       << request.match.name << " ended at byte " << offset << " of " << size;
+      SANDFS_LOG(warn) << "http: download of " << what << " ended at byte " << offset << " of "
+                       << size;
       co_return false;
     }
     res.body().data = chunk.data();
@@ -601,34 +726,35 @@ awaitable<bool> Server::Impl::download(Stream& stream, Exchange& x, const ApiReq
   co_return !ec && keep;
 }
 
-template <class Stream>
+template <class Stream, class Open>
 awaitable<bool> Server::Impl::upload(Stream& stream, beast::flat_buffer& buffer,
                                      bhttp::request_parser<bhttp::empty_body>& header, Exchange& x,
-                                     const ApiRequest& request) {
-  const auto too_large = [this] {
-    return error_response(
-        413, "payload_too_large",
-        "the upload is over " + std::to_string(options.max_upload_bytes) + " bytes");
+                                     Open open, bool msb) {
+  const auto too_large = [this, msb] {
+    return error_for(msb, 413, "payload_too_large",
+                     "the upload is over " + std::to_string(options.max_upload_bytes) + " bytes");
   };
   const auto length = header.content_length();
   if (length && *length > options.max_upload_bytes) {
     co_return co_await reply(stream, x, too_large());
   }
-  auto parents = request.query.flag("parents", false);
-  if (!parents) co_return co_await reply(stream, x, error_response(parents.error()));
 
-  using WriterOutcome = volumes::Outcome<std::unique_ptr<volumes::VolumeFiles::Writer>>;
-  auto open = [this, &request, p = *parents]() -> WriterOutcome {
-    auto path = volumes::normalize_volume_path(request.match.file_path);
-    if (!path) return path.error();
-    auto files = api.files(request.match.name);
-    if (!files) return files.error();
-    return (*files)->open_write(*path, p);
-  };
-  WriterOutcome opened = co_await pool.run(std::move(open));
-  if (!opened) co_return co_await reply(stream, x, error_response(opened.error()));
-  std::shared_ptr<volumes::VolumeFiles::Writer> writer = std::move(*opened);
+  volumes::Outcome<OpenedUpload> opened = co_await pool.run(std::move(open));
+  std::shared_ptr<volumes::VolumeFiles::Writer> writer;
+  std::string volume;
+  std::optional<ApiResponse> failure;
+  if (opened) {
+    writer = std::move(opened->writer);
+    volume = std::move(opened->volume);
+  } else {
+    failure = error_for(msb, opened.error());
+    // A client waiting for 100 Continue sends no body: answer at once (and close).
+    if (x.expect_continue) co_return co_await reply(stream, x, std::move(*failure));
+  }
 
+  // After a failure the rest of the body is still read (and dropped), within the upload limit,
+  // so the reply goes out on a connection in step: a client streaming its body (the SDKs'
+  // writeStream) sees the error rather than a connection closed under it.
   uint64_t total = 0;
   if (x.body_unread) {
     if (!co_await send_continue(stream, x)) co_return false;
@@ -643,23 +769,33 @@ awaitable<bool> Server::Impl::upload(Stream& stream, beast::flat_buffer& buffer,
       if (ec == bhttp::error::body_limit) co_return co_await reply(stream, x, too_large());
       if (ec && ec != bhttp::error::need_buffer) co_return false;  // the writer discards
       const size_t got = chunk.size() - body.get().body().size;
-      if (got == 0) continue;
+      if (got == 0 || failure) continue;
       total += got;
       auto write = [writer, &chunk, got] {
         return writer->write(std::as_bytes(std::span<const char>(chunk.data(), got)));
       };
       auto wrote = co_await pool.run(std::move(write));
-      if (!wrote) co_return co_await reply(stream, x, error_response(wrote.error()));
+      if (!wrote) {
+        failure = error_for(msb, wrote.error());
+        // Dropping the writer deletes its temporary (a syscall): on the pool, not the loop.
+        auto drop = [w = std::move(writer)]() mutable {
+          w.reset();
+          return true;
+        };
+        co_await pool.run(std::move(drop));
+      }
     }
     x.body_unread = false;
   }
-  auto commit = [this, writer, &request] {
+  if (failure) co_return co_await reply(stream, x, std::move(*failure));
+  auto commit = [this, writer, &volume] {
     auto done = writer->commit();
-    api.contents_changed(request.match.name);
+    api.contents_changed(volume);
     return done;
   };
   auto committed = co_await pool.run(std::move(commit));
-  if (!committed) co_return co_await reply(stream, x, error_response(committed.error()));
+  if (!committed) co_return co_await reply(stream, x, error_for(msb, committed.error()));
+  if (msb) co_return co_await reply(stream, x, MsbApi::uploaded(total));
   ApiResponse ok;
   ok.status = 201;
   ok.body = "{\"size\":" + std::to_string(total) + "}";

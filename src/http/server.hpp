@@ -14,6 +14,10 @@
 // * Headers are at most 16 KiB (431). JSON bodies at most max_body_bytes (413); uploads are
 //   streamed to the volume in chunks and may be up to max_upload_bytes (413).
 // * At most max_connections connections; the next one gets 503 and is closed.
+//
+// ## The microsandbox API
+// Targets under options.msb_prefix go to MsbApi (msb_api.hpp) instead of the router: the same
+// token, limits, blocking pool and content streaming, with that API's routes and error envelope.
 #pragma once
 
 #include <chrono>
@@ -41,6 +45,10 @@ struct ServerOptions {
   std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds io_timeout{30'000};
+  // The microsandbox SDKs' volume API (msb_api.hpp) under this path prefix; empty: not served.
+  std::string msb_prefix = "/msb";
+  // The volume GET <prefix>/v1/volumes/default answers with; empty: a 404 volume_not_found.
+  std::string msb_default_volume;
 };
 
 class Server {

@@ -787,6 +787,15 @@ Outcome<VolumeInfo> VolumeStore::get_by_id(std::string_view id) {
   return impl_->info(**row);
 }
 
+Outcome<VolumeInfo> VolumeStore::locate_by_id(std::string_view id) {
+  Outcome<std::optional<VolumeRow>> row = impl_->catalog->find_by_id(id);
+  if (!row) return row.error();
+  if (!*row || (*row)->state != VolumeState::ready) {
+    return Error{ErrorCode::volume_not_found, "no volume with id \"" + std::string(id) + "\""};
+  }
+  return impl_->info(**row, /*measure=*/false);
+}
+
 Outcome<std::vector<VolumeInfo>> VolumeStore::list(const Labels& selector) {
   Outcome<std::vector<VolumeRow>> rows = impl_->catalog->list(VolumeState::ready, selector);
   if (!rows) return rows.error();

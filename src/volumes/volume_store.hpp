@@ -70,6 +70,7 @@ class VolumeStore {
   // volume without a quota walks its tree.
   Outcome<VolumeInfo> locate(std::string_view name);
   Outcome<VolumeInfo> get_by_id(std::string_view id);
+  Outcome<VolumeInfo> locate_by_id(std::string_view id);  // get_by_id() without measuring
   // Newest first. Only volumes carrying every label in `selector` (key and value equal).
   Outcome<std::vector<VolumeInfo>> list(const Labels& selector = {});
   Outcome<VolumeInfo> update(std::string_view name, const UpdateVolume& request);
