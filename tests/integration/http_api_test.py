@@ -7,10 +7,15 @@ Every route and its error statuses, the token, body limits, a slow client, 50 co
 creates of one name, path escapes (.., absolute, percent-encoded, a symlink planted on the
 host), a named volume mounted through /dev/fuse (root only), kill -9 during creates and removes
 with the catalog checked against the folders on disk after a restart, and docs/openapi.yaml
-checked route by route against the running server. Exits 77 (skipped) only when nothing can run;
+checked route by route against the running server. The microsandbox SDK API under /msb
+(docs/msb-compat.md): every route and error code, base64url path headers, the same escapes,
+capacity_gib as a true cap, 20 concurrent creates, 100 MiB streamed both ways, and files crossing
+between /msb and /v1; --msb-prefix and --msb-default-volume on the second server. Exits 77 (skipped) only when nothing can run;
 the fuse part is skipped on its own without root or /dev/fuse.
 """
+import base64
 import errno
+import hashlib
 import http.client
 import json
 import os
@@ -470,6 +475,368 @@ def test_quota_set_later_caps_a_live_mount(srv, tmp):
         expect(srv, "DELETE", "/v1/mounts/%s" % mid, 204)
     expect(srv, "DELETE", "/v1/volumes/late", 204)
 
+# ---- the microsandbox SDK API under /msb (src/http/msb_api.hpp, docs/msb-compat.md) ----
+
+MSB = "/msb"
+
+
+def b64p(path):
+    raw = path.encode() if isinstance(path, str) else path
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def msb(srv, method, path, body=None, fpath=None, recursive=None, raw_header=None, token=True,
+        prefix=MSB):
+    h = {}
+    if fpath is not None:
+        h["x-msb-file-path"] = b64p(fpath)
+    if raw_header is not None:
+        h["x-msb-file-path"] = raw_header
+    if recursive is not None:
+        h["x-msb-file-recursive"] = recursive
+    return request(srv, method, prefix + path, body, token=token, headers=h)
+
+
+def msb_expect(srv, method, path, status, code=None, what=None, **kw):
+    st, hdrs, data = msb(srv, method, path, **kw)
+    label = what or "msb %s %s" % (method, path)
+    check(st == status, "%s: status %d, wanted %d (%s)" % (label, st, status, data[:200]))
+    if code is not None:
+        j = jbody(data) or {}
+        err = j.get("error", {}) if isinstance(j, dict) else {}
+        check(err.get("code") == code, "%s: code %s, wanted %s" % (label, err.get("code"), code))
+        check(set(err) == {"code", "message", "details"},
+              "%s: the error envelope has code, message and details: %s" % (label, sorted(err)))
+    return st, hdrs, data
+
+
+def msb_create(srv, name, **fields):
+    body = dict(fields, name=name)
+    st, _, data = msb_expect(srv, "POST", "/v1/volumes", 200, body=body)
+    return (jbody(data) or {}).get("id")
+
+
+def test_msb_volumes(srv):
+    st, hdrs, data = msb(srv, "GET", "/v1/volumes", token=False)
+    check(st == 401 and error_code(data) == "unauthorized", "msb without a token is 401")
+    st, _, _ = msb(srv, "GET", "/v1/volumes", token="0" * 64)
+    check(st == 401, "msb with a wrong token is 401")
+    vid = msb_create(srv, "m-alpha", labels={"env": "t"}, capacity_gib=2)
+    st, _, data = msb_expect(srv, "GET", "/v1/volumes", 200)
+    listed = jbody(data)
+    check(isinstance(listed, list), "msb list is a bare array")
+    v = next((x for x in (listed if isinstance(listed, list) else [])
+              if isinstance(x, dict) and x.get("name") == "m-alpha"), {})
+    check(v.get("id") == vid and re.fullmatch(r"[0-9a-f-]{36}", vid or ""), "the id is a UUID")
+    check(v.get("kind") == "managed" and v.get("status") == "active", "kind and status: %s" % v)
+    check(v.get("capacity_bytes") == 2 << 30 and v.get("labels") == {"env": "t"},
+          "capacity and labels: %s" % v)
+    check(v.get("used_bytes") == 0, "used_bytes of an empty volume")
+    for f in ("created_at", "updated_at"):
+        check(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", v.get(f, "")), f + " RFC 3339")
+    # The same volume through the native API.
+    st, _, data = expect(srv, "GET", "/v1/volumes/m-alpha", 200)
+    check((jbody(data) or {}).get("id") == vid, "the native API shows the same id")
+    check((jbody(data) or {}).get("quota_bytes") == 2 << 30, "capacity_gib is the native quota")
+    msb_expect(srv, "POST", "/v1/volumes", 409, "volume_already_exists", body={"name": "m-alpha"})
+    for bad in ({"name": "-x"}, {}, {"name": "b", "capacity_gib": 0},
+                {"name": "b", "capacity_gib": 1.5}, {"name": "b", "capacity_gib": -2},
+                {"name": "b", "labels": ["a"]}, {"name": "b", "kind": "disk"}):
+        msb_expect(srv, "POST", "/v1/volumes", 400, "invalid_request", body=bad,
+                   what="msb create %s" % bad)
+    msb_expect(srv, "POST", "/v1/volumes", 400, "invalid_request", body=b"{nope")
+    # GET by id; a name is not an id.
+    msb_expect(srv, "GET", "/v1/volumes/" + vid, 200)
+    msb_expect(srv, "GET", "/v1/volumes/m-alpha", 404, "volume_not_found")
+    msb_expect(srv, "GET", "/v1/volumes/%2e%2e", 404, "volume_not_found")
+    msb_expect(srv, "PATCH", "/v1/volumes/00000000-0000-0000-0000-000000000000", 404,
+               "volume_not_found", body={})
+    # PATCH: omitted unchanged, null clears, labels replace.
+    st, _, data = msb_expect(srv, "PATCH", "/v1/volumes/" + vid, 200, body={"labels": {"k": "v"}})
+    j = jbody(data) or {}
+    check(j.get("labels") == {"k": "v"} and j.get("capacity_bytes") == 2 << 30, "patch labels: %s" % j)
+    st, _, data = msb_expect(srv, "PATCH", "/v1/volumes/" + vid, 200, body={"capacity_gib": None})
+    j = jbody(data) or {}
+    check(j.get("capacity_bytes") is None and j.get("labels") == {"k": "v"}, "patch null cap: %s" % j)
+    msb_expect(srv, "PATCH", "/v1/volumes/" + vid, 400, "invalid_request", body={"size": 1})
+    # Routes sandfs does not have.
+    msb_expect(srv, "GET", "/v1/volumes/default", 404, "volume_not_found")
+    for path in ("/v1/sandboxes", "/v1/sandboxes/sb1", "/v1/billing/usage/storage"):
+        msb_expect(srv, "GET", path, 501, "unsupported")
+        msb_expect(srv, "POST", path, 501, "unsupported", body={})
+    msb_expect(srv, "GET", "/v1/nothing", 404, "route_not_found")
+    msb_expect(srv, "GET", "/v1/volumes/%s/files/other" % vid, 404, "route_not_found")
+    st, hdrs, _ = msb_expect(srv, "PUT", "/v1/volumes", 405, "method_not_allowed", body=b"x")
+    check(hdrs.get("allow") == "GET, POST", "msb 405 names the allowed methods")
+    msb_expect(srv, "POST", "/v1/volumes/%s/files/stat" % vid, 405, "method_not_allowed", body={})
+    # DELETE answers {"message"}; the native API no longer has it.
+    st, _, data = msb_expect(srv, "DELETE", "/v1/volumes/" + vid, 200)
+    check(isinstance((jbody(data) or {}).get("message"), str), "msb delete answers a message")
+    msb_expect(srv, "DELETE", "/v1/volumes/" + vid, 404, "volume_not_found")
+    expect(srv, "GET", "/v1/volumes/m-alpha", 404, "volume_not_found")
+
+
+def test_msb_files(srv):
+    vid = msb_create(srv, "m-files")
+    base = "/v1/volumes/%s/files" % vid
+    msb_expect(srv, "PUT", base + "/content", 200, fpath="d/a.txt", body=b"hello")
+    st, hdrs, data = msb_expect(srv, "GET", base + "/content", 200, fpath="d/a.txt")
+    check(data == b"hello", "msb read back: %r" % data[:20])
+    # Written through /msb, read through /v1, and the other way.
+    st, _, data = expect(srv, "GET", "/v1/volumes/m-files/files/d/a.txt", 200)
+    check(data == b"hello", "a file written via /msb reads back via /v1")
+    expect(srv, "PUT", "/v1/volumes/m-files/files/native.bin", 201, body=b"\x00\x01native")
+    st, _, data = msb_expect(srv, "GET", base + "/content", 200, fpath="native.bin")
+    check(data == b"\x00\x01native", "a file written via /v1 reads back via /msb")
+    # stat, exists.
+    st, _, data = msb_expect(srv, "GET", base + "/stat", 200, fpath="d/a.txt")
+    meta = (jbody(data) or {}).get("metadata", {})
+    check(meta.get("path") == "d/a.txt" and meta.get("kind") == "file" and meta.get("size") == 5
+          and meta.get("mode") == 0o644 and meta.get("readonly") is False,
+          "stat metadata: %s" % meta)
+    for f in ("uid", "gid", "accessed_at", "modified_at", "created_at"):
+        check(f in meta, "stat has " + f)
+    st, _, data = msb_expect(srv, "GET", base + "/stat", 200, fpath="d")
+    check((jbody(data) or {}).get("metadata", {}).get("kind") == "directory", "a dir stats as one")
+    st, _, data = msb_expect(srv, "GET", base + "/exists", 200, fpath="d/a.txt")
+    check(jbody(data) == {"exists": True}, "exists: %s" % data)
+    st, _, data = msb_expect(srv, "GET", base + "/exists", 200, fpath="d/none")
+    check(jbody(data) == {"exists": False}, "not exists: %s" % data)
+    msb_expect(srv, "GET", base + "/stat", 404, "volume_file_not_found", fpath="d/none")
+    msb_expect(srv, "GET", base + "/content", 404, "volume_file_not_found", fpath="d/none")
+    # mkdir (-p), copy, rename (destination parents made).
+    msb_expect(srv, "POST", base + "/mkdir", 200, body={"path": "x/y/z"})
+    msb_expect(srv, "POST", base + "/mkdir", 200, body={"path": "x/y/z"})
+    msb_expect(srv, "POST", base + "/copy", 200, body={"from": "d/a.txt", "to": "x/y/z/b.txt"})
+    msb_expect(srv, "POST", base + "/rename", 200, body={"from": "d/a.txt", "to": "n/c.txt"})
+    msb_expect(srv, "POST", base + "/copy", 404, "volume_file_not_found",
+               body={"from": "d/a.txt", "to": "q"})
+    msb_expect(srv, "POST", base + "/mkdir", 400, "invalid_request", body={})
+    msb_expect(srv, "POST", base + "/rename", 400, "invalid_request", body={"from": "x"})
+    st, _, data = msb_expect(srv, "GET", base + "/content", 200, fpath="x/y/z/b.txt")
+    check(data == b"hello", "the copy has the content")
+    # list: empty header = root; recursion by header.
+    st, _, data = msb_expect(srv, "GET", base, 200, fpath="")
+    names = sorted(e.get("path") for e in (jbody(data) or {}).get("entries", []))
+    check(names == ["d", "n", "native.bin", "x"], "list of the root: %s" % names)
+    st, _, data = msb_expect(srv, "GET", base, 200, fpath="", recursive="true")
+    names = sorted(e.get("path") for e in (jbody(data) or {}).get("entries", []))
+    check("x/y/z/b.txt" in names and "n/c.txt" in names, "recursive list: %s" % names)
+    st, _, data = msb_expect(srv, "GET", base, 200, fpath="x", recursive="false")
+    names = sorted(e.get("path") for e in (jbody(data) or {}).get("entries", []))
+    check(names == ["x/y"], "list of a subdirectory: %s" % names)
+    msb_expect(srv, "GET", base, 400, "invalid_request", fpath="", recursive="maybe")
+    # remove: a file; a non-empty dir only recursively; never the root.
+    msb_expect(srv, "DELETE", base, 200, fpath="n/c.txt", recursive="false")
+    msb_expect(srv, "DELETE", base, 409, "directory_not_empty", fpath="x", recursive="false")
+    msb_expect(srv, "DELETE", base, 200, fpath="x", recursive="true")
+    msb_expect(srv, "DELETE", base, 400, "invalid_volume_path", fpath="", recursive="true")
+    msb_expect(srv, "DELETE", base, 404, "volume_file_not_found", fpath="x", recursive="false")
+    expect(srv, "HEAD", "/v1/volumes/m-files/files/x", 404)
+    # The header: required where a path is needed; base64url without padding, UTF-8, no NUL.
+    msb_expect(srv, "GET", base + "/stat", 400, "invalid_volume_path")
+    msb_expect(srv, "GET", base + "/content", 400, "invalid_volume_path")
+    msb_expect(srv, "PUT", base + "/content", 400, "invalid_volume_path", body=b"x")
+    for raw, what in ((b64p("native.bin") + "=", "padding"), ("bmF0aXZl+mJpbg", "'+'"),
+                      ("bmF0/XZl", "'/'"), ("Y", "a length of 1 mod 4"),
+                      ("YR", "non-canonical bits"), ("bmF0aXZl%2E", "a percent-escape"),
+                      (b64p(b"a\x00b"), "NUL"), (b64p(b"\xff\xfe"), "not UTF-8"),
+                      (b64p(b"\xc0\xae\xc0\xae/x"), "overlong '..'")):
+        msb_expect(srv, "GET", base + "/stat", 400, "invalid_volume_path", raw_header=raw,
+                   what="x-msb-file-path with " + what)
+    st, _, data = msb_expect(srv, "GET", base + "/exists", 200, fpath="\u00e9t\u00e9")
+    check(jbody(data) == {"exists": False}, "a UTF-8 path")
+    msb_expect(srv, "PUT", base + "/content", 200, fpath="\u00e9t\u00e9/\u20ac.txt", body=b"e")
+    st, _, data = expect(srv, "GET", "/v1/volumes/m-files/files/%C3%A9t%C3%A9/%E2%82%AC.txt", 200)
+    check(data == b"e", "a UTF-8 name reads back via /v1")
+    # Once the volume is removed (here through /v1), its id names nothing.
+    expect(srv, "DELETE", "/v1/volumes/m-files", 204)
+    msb_expect(srv, "GET", base + "/stat", 404, "volume_not_found", fpath="d")
+
+
+def test_msb_escapes(srv):
+    vid = msb_create(srv, "m-esc")
+    base = "/v1/volumes/%s/files" % vid
+    root = os.path.join(srv.data_dir, "volumes", "m-esc")
+    outside = os.path.join(srv.data_dir, "volumes", "victim.txt")
+    with open(outside, "w") as f:
+        f.write("outside")
+    # Symlinks planted on the host side, as a guest under stat virtualization relaxed/off can.
+    os.symlink("/etc", os.path.join(root, "link"))
+    os.symlink(outside, os.path.join(root, "flink"))
+    msb_expect(srv, "PUT", base + "/content", 200, fpath="src.txt", body=b"src")
+    for p in ("../victim.txt", "/etc/passwd", "/", "a/../../victim.txt", "..", "./../x",
+              "nothere/../../x", "link/passwd", "link/new.txt", "flink"):
+        what = "escape %r" % p
+        if p != "flink":
+            msb_expect(srv, "GET", base + "/stat", 400, "invalid_volume_path", fpath=p,
+                       what=what + " stat")
+            msb_expect(srv, "GET", base + "/exists", 400, "invalid_volume_path", fpath=p,
+                       what=what + " exists")
+        msb_expect(srv, "GET", base + "/content", 400, "invalid_volume_path", fpath=p,
+                   what=what + " read")
+        msb_expect(srv, "PUT", base + "/content", 400, "invalid_volume_path", fpath=p,
+                   body=b"pwned", what=what + " write")
+        msb_expect(srv, "POST", base + "/mkdir", 400, "invalid_volume_path", body={"path": p},
+                   what=what + " mkdir")
+        msb_expect(srv, "POST", base + "/copy", 400, "invalid_volume_path",
+                   body={"from": p, "to": "c"}, what=what + " copy from")
+        if p != "flink":
+            msb_expect(srv, "POST", base + "/copy", 400, "invalid_volume_path",
+                       body={"from": "src.txt", "to": p}, what=what + " copy to")
+            msb_expect(srv, "POST", base + "/rename", 400, "invalid_volume_path",
+                       body={"from": "src.txt", "to": p}, what=what + " rename to")
+            msb_expect(srv, "DELETE", base, 400, "invalid_volume_path", fpath=p,
+                       recursive="true", what=what + " remove")
+    # The link itself is listed and stats as a file, never followed.
+    st, _, data = msb_expect(srv, "GET", base + "/stat", 200, fpath="flink")
+    check((jbody(data) or {}).get("metadata", {}).get("kind") == "file",
+          "a symlink is reported as a file (the SDK knows file and directory only)")
+    # Percent-escapes are not decoded in the header: "%2e%2e" is a name like any other.
+    msb_expect(srv, "GET", base + "/stat", 404, "volume_file_not_found", fpath="%2e%2e/victim.txt")
+    msb_expect(srv, "PUT", base + "/content", 200, fpath="%2e%2e/x", body=b"inside")
+    check(os.path.exists(os.path.join(root, "%2e%2e", "x")), "the %2e%2e name stays inside")
+    with open(outside) as f:
+        check(f.read() == "outside", "the file outside the volume is untouched")
+    check(not os.path.exists("/etc/new.txt"), "nothing was written through the link")
+    check(not os.path.exists(os.path.join(srv.data_dir, "volumes", "x")), "nothing escaped")
+    check(os.path.exists(os.path.join(root, "src.txt")), "the source of the refused moves stays")
+    msb_expect(srv, "DELETE", "/v1/volumes/" + vid, 200)
+
+
+def test_msb_concurrent_creates(srv):
+    statuses = []
+    codes = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(20)
+
+    def create():
+        barrier.wait()
+        st, _, data = msb(srv, "POST", "/v1/volumes", {"name": "m-race"})
+        with lock:
+            statuses.append(st)
+            codes.append(error_code(data))
+
+    threads = [threading.Thread(target=create) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(statuses.count(200) == 1 and statuses.count(409) == 19,
+          "20 msb creates of one name: %s" % sorted(statuses))
+    check(codes.count("volume_already_exists") == 19, "the losers: %s" % codes)
+    expect(srv, "DELETE", "/v1/volumes/m-race", 204)
+
+
+def vm_hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def put_chunked(conn, srv, path, fpath, chunks):
+    """A chunked PUT through `conn`; returns (status, body). Sending stops at a send error."""
+    conn.putrequest("PUT", path)
+    conn.putheader("Authorization", "Bearer " + srv.token)
+    conn.putheader("x-msb-file-path", b64p(fpath))
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    for piece in chunks:
+        conn.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
+    conn.send(b"0\r\n\r\n")
+    resp = conn.getresponse()
+    return resp.status, resp.read(), resp
+
+
+def test_msb_streaming(srv):
+    """100 MiB up and down through /msb in chunks, compared by SHA-256; the server's peak memory
+    does not grow by the file's size."""
+    vid = msb_create(srv, "m-stream")
+    base = "/msb/v1/volumes/%s/files/content" % vid
+    block = os.urandom(1 << 20)
+    total = 100
+    want = hashlib.sha256()
+    for i in range(total):
+        want.update(block[i:] + block[:i])
+    hwm_before = vm_hwm_kib(srv.proc.pid)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+    st, data, _ = put_chunked(conn, srv, base, "big.bin",
+                              (block[i:] + block[:i] for i in range(total)))
+    check(st == 200 and (jbody(data) or {}).get("size") == total << 20,
+          "100 MiB chunked msb upload: %d %s" % (st, data[:100]))
+    conn.putrequest("GET", base)
+    conn.putheader("Authorization", "Bearer " + srv.token)
+    conn.putheader("x-msb-file-path", b64p("big.bin"))
+    conn.endheaders()
+    resp = conn.getresponse()
+    got = hashlib.sha256()
+    n = 0
+    while True:
+        piece = resp.read(1 << 20)
+        if not piece:
+            break
+        got.update(piece)
+        n += len(piece)
+    conn.close()
+    check(resp.status == 200 and n == total << 20 and got.digest() == want.digest(),
+          "100 MiB msb download matches by SHA-256 (%d bytes)" % n)
+    growth = vm_hwm_kib(srv.proc.pid) - hwm_before
+    check(growth < 48 * 1024, "the server's peak RSS grew %d KiB for 100 MiB up and down" % growth)
+    st, _, data = expect(srv, "GET", "/v1/volumes/m-stream/files/big.bin?stat", 200)
+    check((jbody(data) or {}).get("size") == total << 20, "the native API sees the 100 MiB file")
+    msb_expect(srv, "DELETE", "/v1/volumes/" + vid, 200)
+
+
+def test_msb_quota(srv):
+    """capacity_gib is a true cap over every writer: an upload past it is 507 quota_exceeded
+    with nothing left behind, the rest of a streamed body is drained so the connection stays
+    usable, a copy counts against it, and used_bytes is real."""
+    vid = msb_create(srv, "m-cap", capacity_gib=1)
+    base = "/msb/v1/volumes/%s/files" % vid
+    block = os.urandom(1 << 20)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+    st, data, _ = put_chunked(conn, srv, base + "/content", "fill.bin", (block for _ in range(1000)))
+    check(st == 200, "1000 MiB under a 1 GiB cap: %d %s" % (st, data[:100]))
+    st, data, resp = put_chunked(conn, srv, base + "/content", "over.bin",
+                                 (block for _ in range(40)))
+    check(st == 507 and error_code(data) == "quota_exceeded",
+          "40 MiB more is over the cap: %d %s" % (st, data[:200]))
+    check(not resp.will_close, "the failed upload was drained: the connection stays open")
+    conn.request("GET", "/msb/v1/volumes/" + vid, headers={"Authorization": "Bearer " + srv.token})
+    resp = conn.getresponse()
+    v = jbody(resp.read()) or {}
+    check(resp.status == 200, "the same connection serves the next request")
+    check(1000 << 20 <= v.get("used_bytes", 0) < 1040 << 20,
+          "used_bytes is what is stored: %s" % v.get("used_bytes"))
+    conn.close()
+    msb_expect(srv, "GET", "/v1/volumes/%s/files/exists" % vid, 200, fpath="over.bin")
+    st, _, data = msb(srv, "GET", "/v1/volumes/%s/files/exists" % vid, fpath="over.bin")
+    check(jbody(data) == {"exists": False}, "the refused upload left nothing")
+    msb_expect(srv, "POST", "/v1/volumes/%s/files/copy" % vid, 507, "quota_exceeded",
+               body={"from": "fill.bin", "to": "copy.bin"})
+    # Through the native API too: the cap is the volume's.
+    expect(srv, "PUT", "/v1/volumes/m-cap/files/native.bin", 507, "quota_exceeded",
+           body=os.urandom(30 << 20))
+    msb_expect(srv, "DELETE", "/v1/volumes/" + vid, 200)
+
+
+def test_msb_prefix_and_default(srv):
+    """On the limits server: --msb-prefix /api/msb --msb-default-volume small."""
+    msb_expect(srv, "GET", "/v1/volumes", 404, what="/msb is not served under another prefix",
+               prefix="/msb")
+    st, _, data = msb_expect(srv, "GET", "/v1/volumes/default", 200, prefix="/api/msb")
+    j = jbody(data) or {}
+    check(j.get("name") == "small" and j.get("kind") == "managed", "the default volume: %s" % j)
+    msb_expect(srv, "DELETE", "/v1/volumes/" + j.get("id", "x"), 409, "volume_in_use",
+               prefix="/api/msb")
+    base = "/v1/volumes/%s/files/content" % j.get("id")
+    msb_expect(srv, "PUT", base, 413, "payload_too_large", fpath="big", prefix="/api/msb",
+               body=os.urandom((1 << 20) + 1))
+    msb_expect(srv, "PUT", base, 200, fpath="ok", prefix="/api/msb", body=b"ok")
+
+
 # ---- the OpenAPI document against the server ----
 
 def openapi_routes(path):
@@ -605,7 +972,8 @@ def test_limits_socket_and_shutdown(tmp):
     """A second server with small limits and a Unix socket; SIGTERM removes its mounts."""
     sock_path = os.path.join(tmp, "api.sock")
     srv = Server(os.path.join(tmp, "limits"), "--unix-socket", sock_path,
-                 "--max-connections", "4", "--max-upload", "1M")
+                 "--max-connections", "4", "--max-upload", "1M",
+                 "--msb-prefix", "/api/msb", "--msb-default-volume", "small")
     srv.start()
     try:
         check(stat_mode(sock_path) & 0o777 == 0o660, "the Unix socket is 0660")
@@ -621,6 +989,7 @@ def test_limits_socket_and_shutdown(tmp):
         conn.close()
         expect(srv, "POST", "/v1/volumes", 201, body={"name": "small"})
         expect(srv, "PUT", "/v1/volumes/small/files/ok.bin", 201, body=os.urandom(1 << 20))
+        test_msb_prefix_and_default(srv)
         expect(srv, "PUT", "/v1/volumes/small/files/big.bin", 413, "payload_too_large",
                body=os.urandom((1 << 20) + 1))
         # A chunked upload has no length to check up front: the limit cuts it off mid-body.
@@ -690,7 +1059,9 @@ def main():
                      test_header_limit_and_disk_volumes, test_escapes,
                      test_concurrent_creates, test_used_bytes_follows_the_files_api, test_mounts_errors, test_vhost_user_mount,
                      lambda s: test_fuse_mount(s, tmp), lambda s: test_quota_set_later_caps_a_live_mount(s, tmp),
-                     test_openapi, test_slow_client):
+                     test_openapi, test_slow_client, test_msb_volumes, test_msb_files,
+                     test_msb_escapes, test_msb_concurrent_creates, test_msb_streaming,
+                     test_msb_quota):
             name = getattr(test, "__name__", "test")
             print("--", name, flush=True)
             try:
