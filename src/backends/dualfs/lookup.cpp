@@ -1,5 +1,6 @@
 // Name resolution through the policy, and the read-only inode operations.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "backends/dualfs/dualfs.hpp"
 #include "core/protocol/fuse_kernel.hpp"
@@ -15,6 +16,15 @@ struct SideHit {
 
 bool is_dir_mode(uint32_t mode) {
   return S_ISDIR(mode);
+}
+
+// The caller may write an object with these attributes by its mode bits (supplementary groups
+// are not known here: only the primary group counts).
+bool may_write(const RequestContext& ctx, const Attr& attr) {
+  if (ctx.uid == 0) return true;
+  if (ctx.uid == attr.uid) return (attr.mode & S_IWUSR) != 0;
+  if (ctx.gid == attr.gid) return (attr.mode & S_IWGRP) != 0;
+  return (attr.mode & S_IWOTH) != 0;
 }
 
 }  // namespace
@@ -165,7 +175,20 @@ Task<Status> DualFs::access(const RequestContext& ctx, InodeId ino, uint32_t mas
   if (int e = admit(OpKind::access, ino); e != 0) co_return Errno{e};
   const InodeTable::View v = table_.view(**n);
   const Side s = active_side(v);
-  co_return co_await fs(s).access(ctx, v.on(s), mask);
+  if (s == Side::a || (mask & W_OK) == 0) co_return co_await fs(s).access(ctx, v.on(s), mask);
+  // Writing a B object never writes B: it reaches a copy in A (which keeps B's owner and mode),
+  // or is refused when the policy keeps B read-only. So a read-only B's EROFS is not the answer.
+  if (!(*n)->is_dir() && !config_.policy->copy_up()) co_return Errno{EROFS};
+  Status on_b = co_await fs(s).access(ctx, v.b, mask);
+  if (on_b || on_b.error() != EROFS) co_return on_b;
+  const uint32_t rest = mask & ~static_cast<uint32_t>(W_OK);
+  if (rest != 0) {
+    Status others = co_await fs(s).access(ctx, v.b, rest);
+    if (!others) co_return others;
+  }
+  Result<AttrReply> a = co_await fs(s).getattr(ctx, v.b, std::nullopt);
+  if (!a) co_return Errno{a.error()};
+  co_return may_write(ctx, a->attr) ? ok_status() : Status(Errno{EACCES});
 }
 
 Task<Result<XattrReply>> DualFs::getxattr(const RequestContext& ctx, InodeId ino,
