@@ -1,7 +1,12 @@
 // CountingFs: forwards every operation to another Filesystem, counting the lookup references it
 // hands out and takes back per inode, and optionally yielding to the event loop before each
 // read and create (so concurrent DualFs requests really interleave over an in-memory child).
+// With `read_only` it answers every change (and access(W_OK)) with EROFS, as a PassthroughFs
+// opened read-only does, and counts the attempts.
 #pragma once
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <map>
 #include <memory>
@@ -22,6 +27,8 @@ class CountingFs final : public Filesystem {
   bool yield = false;  // suspend before reads and creates
   uint64_t reads = 0;
   uint64_t writes = 0;
+  bool read_only = false;
+  uint64_t refused = 0;  // changes refused under read_only
 
   // References handed out and not forgotten, per inode (the root excluded).
   std::map<InodeId, int64_t> outstanding() const {
@@ -57,6 +64,7 @@ class CountingFs final : public Filesystem {
   }
   Task<Result<AttrReply>> setattr(const RequestContext& c, InodeId i,
                                   const SetAttrIn& in) override {
+    if (read_only) co_return refuse();
     co_return co_await inner_->setattr(c, i, in);
   }
   Task<Result<std::string>> readlink(const RequestContext& c, InodeId i) override {
@@ -64,35 +72,44 @@ class CountingFs final : public Filesystem {
   }
   Task<Result<Entry>> mknod(const RequestContext& c, InodeId p, std::string_view n, uint32_t m,
                             uint32_t r, uint32_t u) override {
+    if (read_only) co_return refuse();
     co_return counted(co_await inner_->mknod(c, p, n, m, r, u));
   }
   Task<Result<Entry>> mkdir(const RequestContext& c, InodeId p, std::string_view n, uint32_t m,
                             uint32_t u) override {
+    if (read_only) co_return refuse();
     co_return counted(co_await inner_->mkdir(c, p, n, m, u));
   }
   Task<Result<Entry>> symlink(const RequestContext& c, InodeId p, std::string_view n,
                               std::string_view t) override {
+    if (read_only) co_return refuse();
     co_return counted(co_await inner_->symlink(c, p, n, t));
   }
   Task<Result<Entry>> link(const RequestContext& c, InodeId i, InodeId p,
                            std::string_view n) override {
+    if (read_only) co_return refuse();
     co_return counted(co_await inner_->link(c, i, p, n));
   }
   Task<Status> unlink(const RequestContext& c, InodeId p, std::string_view n) override {
+    if (read_only) co_return refuse();
     co_return co_await inner_->unlink(c, p, n);
   }
   Task<Status> rmdir(const RequestContext& c, InodeId p, std::string_view n) override {
+    if (read_only) co_return refuse();
     co_return co_await inner_->rmdir(c, p, n);
   }
   Task<Status> rename(const RequestContext& c, InodeId p, std::string_view n, InodeId np,
                       std::string_view nn, uint32_t f) override {
+    if (read_only) co_return refuse();
     co_return co_await inner_->rename(c, p, n, np, nn, f);
   }
   Task<Result<OpenReply>> open(const RequestContext& c, InodeId i, uint32_t f, bool k) override {
+    if (read_only && ((f & O_ACCMODE) != O_RDONLY || (f & O_TRUNC) != 0)) co_return refuse();
     co_return co_await inner_->open(c, i, f, k);
   }
   Task<Result<CreateReply>> create(const RequestContext& c, InodeId p, std::string_view n,
                                    uint32_t m, uint32_t f, uint32_t u, bool k) override {
+    if (read_only) co_return refuse();
     if (yield) co_await pause();
     Result<CreateReply> r = co_await inner_->create(c, p, n, m, f, u, k);
     if (r) note(r->entry.ino);
@@ -106,6 +123,7 @@ class CountingFs final : public Filesystem {
   }
   Task<Result<size_t>> write(const RequestContext& c, InodeId i, HandleId fh, uint64_t o,
                              const IoVecs& s, bool k) override {
+    if (read_only) co_return refuse();
     ++writes;
     co_return co_await inner_->write(c, i, fh, o, s, k);
   }
@@ -140,6 +158,7 @@ class CountingFs final : public Filesystem {
   }
   Task<Status> setxattr(const RequestContext& c, InodeId i, std::string_view n,
                         std::span<const char> v, uint32_t f) override {
+    if (read_only) co_return refuse();
     co_return co_await inner_->setxattr(c, i, n, v, f);
   }
   Task<Result<XattrReply>> getxattr(const RequestContext& c, InodeId i, std::string_view n,
@@ -150,13 +169,16 @@ class CountingFs final : public Filesystem {
     co_return co_await inner_->listxattr(c, i, s);
   }
   Task<Status> removexattr(const RequestContext& c, InodeId i, std::string_view n) override {
+    if (read_only) co_return refuse();
     co_return co_await inner_->removexattr(c, i, n);
   }
   Task<Status> access(const RequestContext& c, InodeId i, uint32_t m) override {
+    if (read_only && (m & W_OK) != 0) co_return Errno{EROFS};
     co_return co_await inner_->access(c, i, m);
   }
   Task<Status> fallocate(const RequestContext& c, InodeId i, HandleId fh, uint64_t o, uint64_t l,
                          uint32_t m) override {
+    if (read_only) co_return refuse();
     co_return co_await inner_->fallocate(c, i, fh, o, l, m);
   }
   Task<Result<uint64_t>> lseek(const RequestContext& c, InodeId i, HandleId fh, uint64_t o,
@@ -166,10 +188,16 @@ class CountingFs final : public Filesystem {
   Task<Result<size_t>> copy_file_range(const RequestContext& c, InodeId a, HandleId fa, uint64_t oa,
                                        InodeId b, HandleId fb, uint64_t ob, uint64_t len,
                                        uint64_t f) override {
+    if (read_only) co_return refuse();
     co_return co_await inner_->copy_file_range(c, a, fa, oa, b, fb, ob, len, f);
   }
 
  private:
+  Errno refuse() {
+    std::lock_guard lock(mu_);
+    ++refused;
+    return Errno{EROFS};
+  }
   static Task<void> pause() {
     auto ex = co_await boost::asio::this_coro::executor;
     co_await boost::asio::post(ex, boost::asio::use_awaitable);

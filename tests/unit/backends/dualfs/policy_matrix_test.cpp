@@ -115,6 +115,8 @@ void arrange(DualFixture& f, Place place) {
 struct Case {
   Case(std::shared_ptr<const Policy> p, Place where) : policy(p), place(where), f(p) {
     arrange(f, place);
+    // B as a read-only PassthroughFs: every change (and access W_OK) answers EROFS.
+    f.b->read_only = true;
     a_before = tree(f.A);
   }
 
@@ -251,6 +253,22 @@ const Row rows[] = {
        if (c.seen() == Seen::none) return;
        REQUIRE(e.ok());
        CHECK(run_coro(c.f.fs->access(c.f.ctx, e->ino, R_OK)).ok());
+     }},
+    {"access W_OK",
+     [](Case& c) {
+       Result<Entry> e = c.f.lookup("obj");
+       if (c.seen() == Seen::none) return;
+       REQUIRE(e.ok());
+       // Writable as the copy would be (B's read-only EROFS is not the answer), or EROFS when
+       // the policy keeps B read-only.
+       const bool refused = c.seen() == Seen::b && !c.policy->copy_up();
+       CHECK(err_of(run_coro(c.f.fs->access(c.f.ctx, e->ino, W_OK))) == (refused ? EROFS : 0));
+       RequestContext other;
+       other.uid = 1000;
+       other.gid = 1000;
+       CHECK(err_of(run_coro(c.f.fs->access(other, e->ino, R_OK))) == 0);
+       CHECK(err_of(run_coro(c.f.fs->access(other, e->ino, R_OK | W_OK))) ==
+             (refused ? EROFS : EACCES));
      }},
     {"open read",
      [](Case& c) {
@@ -533,6 +551,34 @@ const Row rows[] = {
        CHECK(c.f.lookup("dir").error() == ENOENT);
        CHECK(c.f.A.exists("dir2"));
      }},
+    {"create inside directory",
+     [](Case& c) {
+       Result<Entry> made = c.f.create("dir/new", "inner");
+       if (c.seen() == Seen::none) {
+         CHECK(made.error() == ENOENT);
+         return;
+       }
+       // Every policy adds names inside B's directories: the directory gets an A side.
+       REQUIRE(made.ok());
+       CHECK(*c.f.read("dir/new") == "inner");
+       CHECK(c.f.A.content("dir/new") == "inner");
+       CHECK(c.f.names("dir") == std::vector<std::string>{"new"});
+     }},
+    {"setattr chmod directory",
+     [](Case& c) {
+       SetAttrIn in;
+       in.valid = fuse::FATTR_MODE;
+       in.mode = 0700;
+       Result<AttrReply> r = set(c, "dir", in);
+       if (c.seen() == Seen::none) {
+         CHECK(r.error() == ENOENT);
+         return;
+       }
+       REQUIRE(r.ok());
+       CHECK((c.f.attr("dir").mode & 07777) == 0700);
+       CHECK((c.f.A.attr("dir").mode & 07777) == 0700);
+       CHECK(S_ISDIR(c.f.attr("dir").mode));
+     }},
     {"readdir",
      [](Case& c) {
        const std::vector<Listed> all = c.f.list("");
@@ -652,8 +698,9 @@ TEST_CASE("policy matrix - every built-in policy x every operation x A-only or B
       Case c(policy, place);
       const Tree b_before = tree(c.f.B);
       row.run(c);
-      // B is never modified, whatever happened.
+      // B is never modified, whatever happened; DualFs never even tried.
       CHECK(tree(c.f.B) == b_before);
+      CHECK(c.f.b->refused == 0);
     }
   }
 }
