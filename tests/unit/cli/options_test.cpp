@@ -355,6 +355,11 @@ TEST_CASE("serve flags", "[cli]") {
   CHECK(serve_ok({"--listen", "none", "--unix-socket", "/s"}).listen.empty());
   CHECK_FALSE(serve_ok({}).ready_fd);
   CHECK(serve_ok({"--ready-fd", "9"}).ready_fd == 9);
+  CHECK(serve_ok({}).msb_prefix == "/msb");
+  CHECK(serve_ok({}).msb_default_volume.empty());
+  CHECK(serve_ok({"--msb-prefix", "none"}).msb_prefix.empty());
+  CHECK(serve_ok({"--msb-prefix=/api/msb"}).msb_prefix == "/api/msb");
+  CHECK(serve_ok({"--msb-default-volume", "shared"}).msb_default_volume == "shared");
 }
 
 TEST_CASE("serve errors name the flag", "[cli]") {
@@ -370,6 +375,13 @@ TEST_CASE("serve errors name the flag", "[cli]") {
   CHECK_THAT(serve_error({"--max-upload", "0"}), Catch::Contains("--max-upload"));
   CHECK_THAT(serve_error({"--max-upload", "lots"}), Catch::Contains("--max-upload"));
   CHECK_THAT(serve_error({"--ready-fd", "-1"}), Catch::Contains("--ready-fd"));
+  CHECK_THAT(serve_error({"--msb-prefix", "msb"}), Catch::Contains("--msb-prefix"));
+  CHECK_THAT(serve_error({"--msb-prefix", "/msb/"}), Catch::Contains("--msb-prefix"));
+  CHECK_THAT(serve_error({"--msb-prefix", "/v1"}), Catch::Contains("native API"));
+  CHECK_THAT(serve_error({"--msb-prefix", "/"}), Catch::Contains("--msb-prefix"));
+  CHECK_THAT(serve_error({"--msb-default-volume", "../x"}),
+             Catch::Contains("--msb-default-volume"));
+  CHECK_THAT(serve_error({"--msb-default-volume"}), Catch::Contains("needs a value"));
   CHECK_THAT(serve_error({"--root", "/x"}), Catch::Contains("unknown flag '--root'"));
   CHECK_THAT(serve_error({"extra"}), Catch::Contains("unexpected argument 'extra'"));
   const std::string long_path(120, 'x');
