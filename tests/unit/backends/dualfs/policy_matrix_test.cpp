@@ -93,8 +93,8 @@ void set_xattr(Backend& be, std::string_view path, std::string_view name, std::s
               .ok());
 }
 
-// On each side that has it: obj (a file with xattr user.orig), lnk (a symlink), dir (an empty
-// directory) and full (a directory; B's holds "child").
+// On each side that has it: obj (a file with xattr user.orig), lnk (a symlink), fifo, dir (an
+// empty directory with xattr user.orig) and full (a directory; B's holds "child").
 void arrange(DualFixture& f, Place place) {
   if (place != Place::b_only) {
     f.A.put("obj", a_data);
@@ -102,6 +102,8 @@ void arrange(DualFixture& f, Place place) {
     REQUIRE(run_coro(f.A.fs->symlink(f.A.ctx, root, "lnk", "to-A")).ok());
     f.A.mkdirs("dir");
     f.A.mkdirs("full");
+    REQUIRE(run_coro(f.A.fs->mknod(f.A.ctx, root, "fifo", S_IFIFO | 0640, 0, 0)).ok());
+    set_xattr(f.A, "dir", "user.orig", "A");
   }
   if (place != Place::a_only) {
     f.B.put("obj", b_data);
@@ -109,6 +111,8 @@ void arrange(DualFixture& f, Place place) {
     REQUIRE(run_coro(f.B.fs->symlink(f.B.ctx, root, "lnk", "to-B")).ok());
     f.B.mkdirs("dir");
     f.B.put("full/child", "c");
+    REQUIRE(run_coro(f.B.fs->mknod(f.B.ctx, root, "fifo", S_IFIFO | 0640, 0, 0)).ok());
+    set_xattr(f.B, "dir", "user.orig", "B");
   }
 }
 
@@ -701,6 +705,146 @@ TEST_CASE("policy matrix - every built-in policy x every operation x A-only or B
       // B is never modified, whatever happened; DualFs never even tried.
       CHECK(tree(c.f.B) == b_before);
       CHECK(c.f.b->refused == 0);
+    }
+  }
+}
+
+namespace {
+
+// The same rules for the other kinds of object: a symlink, a FIFO and a directory. A directory
+// is shared by every policy: changing its attributes gives it an A side (promotion), also when
+// B is read-only; removing or moving one B shows is a whiteout, EXDEV or EROFS as for files.
+struct Kind {
+  const char* name;  // its name in arrange()
+  uint32_t type;
+};
+const Kind kinds[] = {{"lnk", S_IFLNK}, {"fifo", S_IFIFO}, {"dir", S_IFDIR}};
+
+struct KindRow {
+  const char* name;
+  void (*run)(Case&, const Kind&);
+};
+
+int kind_change_err(const Case& c, const Kind& k) {
+  if (k.type == S_IFDIR && c.seen() != Seen::none) return 0;
+  return c.change_err();
+}
+
+const KindRow kind_rows[] = {
+    {"getattr and readdir type",
+     [](Case& c, const Kind& k) {
+       Result<Entry> e = c.f.lookup(k.name);
+       if (c.seen() == Seen::none) {
+         CHECK(e.error() == ENOENT);
+         return;
+       }
+       REQUIRE(e.ok());
+       CHECK((e->attr.mode & S_IFMT) == k.type);
+       uint32_t dtype = 0;
+       for (const Listed& l : c.f.list(""))
+         if (l.name == k.name) dtype = l.dtype;
+       CHECK(dtype == (k.type >> 12));
+     }},
+    {"chown",
+     [](Case& c, const Kind& k) {
+       SetAttrIn in;
+       in.valid = fuse::FATTR_UID | fuse::FATTR_GID;
+       in.uid = 4321;
+       in.gid = 8765;
+       Result<AttrReply> r = c.f.setattr(k.name, in);
+       c.expect(err_of(r), kind_change_err(c, k));
+       if (!r) return;
+       const Attr now = c.f.attr(k.name);
+       CHECK(now.uid == 4321);
+       CHECK((now.mode & S_IFMT) == k.type);
+       CHECK(c.f.A.attr(k.name).gid == 8765);
+       if (k.type == S_IFLNK) {
+         Result<std::string> t = run_coro(c.f.fs->readlink(c.f.ctx, c.f.ino(k.name)));
+         REQUIRE(t.ok());
+         CHECK(*t == (c.seen() == Seen::a ? "to-A" : "to-B"));
+       }
+       if (k.type == S_IFDIR) CHECK(c.f.names("dir").empty());
+     }},
+    {"setxattr",
+     [](Case& c, const Kind& k) {
+       if (k.type == S_IFLNK) return;  // user.* xattrs are not for symlinks
+       Result<Entry> e = c.f.lookup(k.name);
+       if (c.seen() == Seen::none) return;
+       REQUIRE(e.ok());
+       const std::string v = "kv";
+       Status s = run_coro(c.f.fs->setxattr(c.f.ctx, e->ino, "user.k",
+                                            std::span<const char>(v.data(), v.size()), 0));
+       c.expect(err_of(s), kind_change_err(c, k));
+       if (!s) return;
+       Result<XattrReply> in_a =
+           run_coro(c.f.A.fs->getxattr(c.f.A.ctx, c.f.A.walk(k.name), "user.k", 100));
+       REQUIRE(in_a.ok());
+       CHECK(value_of(*in_a) == "kv");
+       if (k.type == S_IFDIR) {
+         // Promotion copied B's xattrs; A's own directory kept its own.
+         Result<XattrReply> orig = run_coro(c.f.fs->getxattr(c.f.ctx, e->ino, "user.orig", 100));
+         REQUIRE(orig.ok());
+         CHECK(value_of(*orig) == (c.a_has() ? "A" : "B"));
+       }
+     }},
+    {"remove",
+     [](Case& c, const Kind& k) {
+       Status s = k.type == S_IFDIR ? c.f.rmdir(k.name) : c.f.unlink(k.name);
+       c.expect(err_of(s), c.remove_err());
+       if (!s) {
+         if (c.seen() != Seen::none) CHECK(c.f.lookup(k.name).ok());
+         return;
+       }
+       CHECK(c.f.lookup(k.name).error() == ENOENT);
+       CHECK_FALSE(c.f.A.exists(k.name));
+     }},
+    {"rename",
+     [](Case& c, const Kind& k) {
+       Status s = c.f.rename(k.name, "moved");
+       int want = c.remove_err();
+       if (k.type == S_IFDIR && want == 0 && c.b_shows()) want = EXDEV;
+       c.expect(err_of(s), want);
+       if (!s) return;
+       CHECK(c.f.lookup(k.name).error() == ENOENT);
+       CHECK((c.f.attr("moved").mode & S_IFMT) == k.type);
+       CHECK((c.f.A.attr("moved").mode & S_IFMT) == k.type);
+     }},
+    {"link",
+     [](Case& c, const Kind& k) {
+       Result<Entry> e = c.f.lookup(k.name);
+       if (c.seen() == Seen::none) return;
+       REQUIRE(e.ok());
+       Result<Entry> linked = run_coro(c.f.fs->link(c.f.ctx, e->ino, root, "linked"));
+       if (k.type == S_IFDIR) {
+         CHECK(linked.error() == EPERM);
+         return;
+       }
+       c.expect(err_of(linked), c.change_err());
+       if (!linked) return;
+       CHECK((c.f.attr("linked").mode & S_IFMT) == k.type);
+       CHECK(c.f.A.walk("linked") == c.f.A.walk(k.name));
+     }},
+};
+
+}  // namespace
+
+TEST_CASE("policy matrix - symlinks and FIFOs and directories under every policy",
+          "[dualfs][policy][matrix]") {
+  const std::string policy_name =
+      GENERATE(as<std::string>{}, "read-b-write-a", "a-only", "a-fallback-b", "merge-a-precedence");
+  const Place place = GENERATE(Place::a_only, Place::b_only, Place::both);
+  const std::shared_ptr<const Policy> policy = parse_policy(policy_name);
+  REQUIRE(policy);
+  for (const Kind& kind : kinds) {
+    for (const KindRow& row : kind_rows) {
+      DYNAMIC_SECTION(policy_name << " | " << place_name(place) << " | " << kind.name << " | "
+                                  << row.name) {
+        Case c(policy, place);
+        const Tree b_before = tree(c.f.B);
+        row.run(c, kind);
+        CHECK(tree(c.f.B) == b_before);
+        CHECK(c.f.b->refused == 0);
+      }
     }
   }
 }
