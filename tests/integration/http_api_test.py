@@ -633,6 +633,13 @@ def test_msb_files(srv):
     msb_expect(srv, "DELETE", base, 400, "invalid_volume_path", fpath="", recursive="true")
     msb_expect(srv, "DELETE", base, 404, "volume_file_not_found", fpath="x", recursive="false")
     expect(srv, "HEAD", "/v1/volumes/m-files/files/x", 404)
+    # What is stored conflicts with the request: 409 with the native code.
+    msb_expect(srv, "PUT", base + "/content", 409, "not_a_directory", fpath="native.bin/x", body=b"x")
+    msb_expect(srv, "POST", base + "/mkdir", 409, "file_exists", body={"path": "native.bin"})
+    msb_expect(srv, "GET", base + "/content", 409, "is_a_directory", fpath="d")
+    msb_expect(srv, "PUT", base + "/content", 409, "is_a_directory", fpath="d", body=b"x")
+    msb_expect(srv, "GET", base, 409, "not_a_directory", fpath="native.bin")
+    msb_expect(srv, "POST", base + "/copy", 409, "is_a_directory", body={"from": "d", "to": "e"})
     # The header: required where a path is needed; base64url without padding, UTF-8, no NUL.
     msb_expect(srv, "GET", base + "/stat", 400, "invalid_volume_path")
     msb_expect(srv, "GET", base + "/content", 400, "invalid_volume_path")
