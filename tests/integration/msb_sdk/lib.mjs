@@ -1,0 +1,87 @@
+// Shared by the microsandbox SDK suite (tests/integration/msb_sdk.sh runs it): loads the pinned
+// SDK from the npm cache directory the runner installed it into, starts a real `sandfsd serve`
+// on a fresh data directory and a free port, and talks to sandfs's own /v1 API with plain HTTP.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import assert from 'node:assert/strict';
+
+export const SANDFSD = process.env.SANDFSD;
+export const SDK_DIR = process.env.MSB_SDK_DIR;  // an `npm install --prefix` directory
+assert.ok(SANDFSD, 'SANDFSD (the sandfsd binary) is not set; run tests/integration/msb_sdk.sh');
+assert.ok(SDK_DIR, 'MSB_SDK_DIR is not set; run tests/integration/msb_sdk.sh');
+
+// The SDK (ESM) by absolute path: ESM imports ignore NODE_PATH.
+export const sdk = await import(
+  pathToFileURL(join(SDK_DIR, 'node_modules', 'microsandbox', 'dist', 'index.js')).href);
+
+// A `sandfsd serve` of its own: --listen 127.0.0.1:0, the port read from its log line.
+export async function startServer(extraArgs = []) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sandfs-msb-sdk-'));
+  const proc = spawn(SANDFSD, ['serve', '--data-dir', join(dataDir, 'data'), '--listen',
+                               '127.0.0.1:0', '--log-level', 'warn', ...extraArgs],
+                     { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const port = await new Promise((resolve, reject) => {
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk) => {
+      log += chunk;
+      const m = /serving the API on 127\.0\.0\.1:(\d+)/.exec(log);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.on('error', (e) => reject(new Error(`cannot start ${SANDFSD}: ${e.message}`)));
+    proc.on('exit', (code, sig) =>
+      reject(new Error(`sandfsd serve exited (${code ?? sig}) before it was ready:\n${log}`)));
+  });
+  proc.stderr.on('data', (chunk) => process.stderr.write(`sandfsd: ${chunk}`));
+  const token = readFileSync(join(dataDir, 'data', 'token'), 'utf8').trim();
+  const base = `http://127.0.0.1:${port}`;
+  return {
+    port, token, base, proc,
+    dataDir: join(dataDir, 'data'),
+    msbUrl: `${base}/msb`,
+    // sandfs's own API: fetch with the token; returns the Response.
+    api(method, path, { body, headers = {} } = {}) {
+      return fetch(base + path, {
+        method, body,
+        headers: { Authorization: `Bearer ${token}`, ...headers },
+        ...(body && typeof body !== 'string' && !(body instanceof Uint8Array) ? { duplex: 'half' } : {}),
+      });
+    },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.on('exit', r));
+        proc.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+// Points the SDK (process-wide) at `srv`.
+export function useServer(srv) {
+  sdk.setDefaultBackend({ kind: 'cloud', url: srv.msbUrl, apiKey: srv.token });
+}
+
+// Asserts that `promise` rejects with an instance of `cls` (an SDK error class); returns the error.
+export async function rejectsWith(promise, cls, what) {
+  let err;
+  try {
+    await promise;
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err, `${what}: resolved, expected ${cls.name}`);
+  assert.ok(err instanceof cls,
+            `${what}: expected ${cls.name}, got ${err?.constructor?.name}: ${err?.message}`);
+  return err;
+}
+
+let counter = 0;
+export function uniqueName(prefix = 'v') {
+  counter += 1;
+  return `${prefix}-${process.pid}-${counter}`;
+}
