@@ -623,20 +623,21 @@ awaitable<bool> Server::Impl::serve_msb(Stream& stream, beast::flat_buffer& buff
     co_return co_await reply(stream, x, std::move(r));
   }
   // The two headers of the file routes; a repeated one is ambiguous, so refused.
-  for (const auto& [name, slot] : {std::pair<std::string_view, std::optional<std::string>*>{
-                                       "x-msb-file-path", &request.path_header},
-                                   {"x-msb-file-recursive", &request.recursive_header}}) {
+  std::optional<ApiResponse> repeated;
+  const auto take = [&req, &repeated](std::string_view name, std::string_view code,
+                                      std::optional<std::string>& slot) {
     const auto [first, last] = req.equal_range(name);
-    if (first == last) continue;
+    if (first == last) return;
     if (std::next(first) != last) {
-      co_return co_await reply(
-          stream, x,
-          msb_error_response(400,
-                             name == "x-msb-file-path" ? "invalid_volume_path" : "invalid_request",
-                             "the " + std::string(name) + " header is given more than once"));
+      repeated = msb_error_response(400, code,
+                                    "the " + std::string(name) + " header is given more than once");
+      return;
     }
-    *slot = std::string(first->value());
-  }
+    slot = std::string(first->value());
+  };
+  take("x-msb-file-path", "invalid_volume_path", request.path_header);
+  take("x-msb-file-recursive", "invalid_request", request.recursive_header);
+  if (repeated) co_return co_await reply(stream, x, std::move(*repeated));
 
   if (is_msb_upload(request)) {
     auto open = [this, &request]() -> volumes::Outcome<OpenedUpload> {

@@ -651,6 +651,17 @@ def test_msb_files(srv):
                       (b64p(b"\xc0\xae\xc0\xae/x"), "overlong '..'")):
         msb_expect(srv, "GET", base + "/stat", 400, "invalid_volume_path", raw_header=raw,
                    what="x-msb-file-path with " + what)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    conn.putrequest("GET", MSB + base + "/stat")
+    conn.putheader("Authorization", "Bearer " + srv.token)
+    conn.putheader("x-msb-file-path", b64p("native.bin"))
+    conn.putheader("x-msb-file-path", b64p("../x"))
+    conn.endheaders()
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    check(resp.status == 400 and error_code(data) == "invalid_volume_path",
+          "a repeated x-msb-file-path is refused: %d %s" % (resp.status, data[:100]))
     st, _, data = msb_expect(srv, "GET", base + "/exists", 200, fpath="\u00e9t\u00e9")
     check(jbody(data) == {"exists": False}, "a UTF-8 path")
     msb_expect(srv, "PUT", base + "/content", 200, fpath="\u00e9t\u00e9/\u20ac.txt", body=b"e")
