@@ -178,4 +178,12 @@ Task<Result<size_t>> Filesystem::copy_file_range(const RequestContext&, InodeId,
   co_return not_supported;
 }
 
+int Filesystem::host_fd(InodeId, HandleId) const {
+  return -1;
+}
+Task<Result<size_t>> Filesystem::copy_from_host_fd(const RequestContext&, int, uint64_t, InodeId,
+                                                   HandleId, uint64_t, uint64_t) {
+  co_return Errno{EXDEV};
+}
+
 }  // namespace sandfs

@@ -337,6 +337,24 @@ class Filesystem {
                                                HandleId fh_in, uint64_t off_in, InodeId ino_out,
                                                HandleId fh_out, uint64_t off_out, uint64_t len,
                                                uint64_t flags);
+
+  // ---- host files, for a backend stacked on others (DualFs copy-up) ----
+  // Never reached by a guest request. Together they let a stacking backend copy a file of one
+  // child into a file of another with copy_file_range(2) when both are host files.
+  //
+  // The host fd behind open file handle `fh` of `ino`, open for reading, whose bytes are exactly
+  // what read() of that handle returns. Borrowed: valid until release() of the handle; the caller
+  // only reads it, positionally. -1 (the default): no such fd; use read().
+  virtual int host_fd(InodeId ino, HandleId fh) const;
+  // Copies up to `len` bytes from the host fd `fd_in` (another backend's host_fd()) at `off_in`
+  // into open file handle `fh_out` of `ino_out` at `off_out` with copy_file_range(2), off the
+  // event loop, with the checks and accounting (read-only mount, quota) a write() of those bytes
+  // would get. Returns the count copied, possibly short; 0 at the end of fd_in. EXDEV,
+  // EOPNOTSUPP, EINVAL or ENOSYS: the host cannot copy between these two files (the default
+  // answers EXDEV); the caller then copies through read() and write().
+  virtual Task<Result<size_t>> copy_from_host_fd(const RequestContext& ctx, int fd_in,
+                                                 uint64_t off_in, InodeId ino_out, HandleId fh_out,
+                                                 uint64_t off_out, uint64_t len);
 };
 
 }  // namespace sandfs

@@ -352,17 +352,49 @@ Task<Result<size_t>> PassthroughFs::copy_file_range(const RequestContext& ctx, I
   if (!out) co_return Errno{out.error()};
   if (!(*in)->readable() || !(*out)->writable()) co_return Errno{EBADF};
   if (flags != 0) co_return Errno{EINVAL};
+  co_return co_await copy_into(ctx, (*in)->fd->get(), true, off_in, **out, off_out, len);
+}
+
+int PassthroughFs::host_fd(InodeId ino, HandleId fh) const {
+  Result<std::shared_ptr<FileHandle>> h = file_handle(fh, ino);
+  if (!h || !(*h)->readable()) return -1;
+  // The handle (and with it the fd) lives until release(), which the caller has not sent yet.
+  return (*h)->fd->get();
+}
+
+Task<Result<size_t>> PassthroughFs::copy_from_host_fd(const RequestContext& ctx, int fd_in,
+                                                      uint64_t off_in, InodeId ino_out,
+                                                      HandleId fh_out, uint64_t off_out,
+                                                      uint64_t len) {
+  if (Status w = check_writable(); !w) co_return Errno{w.error()};
+  if (fd_in < 0) co_return Errno{EBADF};
+  Result<std::shared_ptr<FileHandle>> out = file_handle(fh_out, ino_out);
+  if (!out) co_return Errno{out.error()};
+  if (!(*out)->writable()) co_return Errno{EBADF};
+  co_return co_await copy_into(ctx, fd_in, false, off_in, **out, off_out, len);
+}
+
+Task<Result<size_t>> PassthroughFs::copy_into(const RequestContext& ctx, int fd_in, bool own_fd,
+                                              uint64_t off_in, const FileHandle& out,
+                                              uint64_t off_out, uint64_t len) {
   if (off_in > max_offset || off_out > max_offset) co_return Errno{EINVAL};
   len = std::min<uint64_t>(len, max_offset - off_out);
   if (len == 0) co_return size_t{0};
   io::Ring& ring = io::Ring::current();
 
-  Inode& dst = *(*out)->inode;
+  Inode& dst = *out.inode;
   uint64_t before = 0;
   uint64_t end = 0;
   if (quota_) {
-    // Charge for what the source can supply at most.
-    Result<struct statx> src_stx = co_await stat_fd((*in)->fd->get());
+    // Charge for what the source can supply at most. Another backend's fd may live on a
+    // filesystem that does not answer from memory.
+    Result<struct statx> src_stx = Errno{EIO};
+    if (own_fd) {
+      src_stx = co_await stat_fd(fd_in);
+    } else {
+      src_stx = co_await ring.fstatx(fd_in, AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, STATX_SIZE,
+                                     io::Ring::Residency::unknown);
+    }
     if (!src_stx) co_return Errno{src_stx.error()};
     const uint64_t avail = src_stx->stx_size > off_in ? src_stx->stx_size - off_in : 0;
     len = std::min(len, avail);
@@ -372,8 +404,7 @@ Task<Result<size_t>> PassthroughFs::copy_file_range(const RequestContext& ctx, I
     if (!charged) co_return Errno{charged.error()};
     before = *charged;
   }
-  const int fd_in = (*in)->fd->get();
-  const int fd_out = (*out)->fd->get();
+  const int fd_out = out.fd->get();
   Result<long> r = co_await ring.run_blocking([=]() -> long {
     loff_t a = static_cast<loff_t>(off_in);
     loff_t b = static_cast<loff_t>(off_out);

@@ -205,6 +205,11 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
                                        uint64_t off_in, InodeId ino_out, HandleId fh_out,
                                        uint64_t off_out, uint64_t len, uint64_t flags) override;
 
+  int host_fd(InodeId ino, HandleId fh) const override;
+  Task<Result<size_t>> copy_from_host_fd(const RequestContext& ctx, int fd_in, uint64_t off_in,
+                                         InodeId ino_out, HandleId fh_out, uint64_t off_out,
+                                         uint64_t len) override;
+
  private:
   // What the guest sees of an object's ownership and type.
   struct GuestView {
@@ -220,6 +225,10 @@ class PassthroughFs final : public Filesystem, public std::enable_shared_from_th
   Task<Result<SharedFd>> fd_of(const std::shared_ptr<Inode>& n) { return store_.fd_of(n); }
   Result<std::shared_ptr<FileHandle>> file_handle(HandleId fh, InodeId ino) const;
   Result<std::shared_ptr<DirHandle>> dir_handle(HandleId fh, InodeId ino) const;
+  // copy_file_range(2) from host fd `fd_in` (`own_fd`: one of ours) into the writable handle
+  // `out`, charged to the quota.
+  Task<Result<size_t>> copy_into(const RequestContext& ctx, int fd_in, bool own_fd, uint64_t off_in,
+                                 const FileHandle& out, uint64_t off_out, uint64_t len);
   HandleId next_handle() { return next_fh_.fetch_add(1, std::memory_order_relaxed); }
   // statx of the object `fd` holds: inline when the host filesystem answers from memory.
   Task<Result<struct statx>> stat_fd(int fd) const;
