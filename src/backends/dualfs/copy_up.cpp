@@ -10,12 +10,20 @@
 // * A directory is promoted by mkdir in A with B's permission bits, then B's xattrs, owner and
 //   times. It stays merged: B's entries keep showing through.
 // * Anything else is built in A's hidden staging directory (whiteouts.hpp: staging_name) under
-//   a temporary name — a regular file's data copied in copy_chunk pieces through a buffer owned
-//   by this copy, each piece an awaited child read and write, so other requests keep being
-//   served; a symlink with B's target; a special file with B's type and rdev — given B's xattrs,
+//   a temporary name — a regular file's data (below); a symlink with B's target; a special file
+//   with B's type and rdev — given B's xattrs,
 //   owner, mode and times, and renamed into place in one A rename: a crash leaves either no copy
 //   or a complete one (plus, at worst, a leftover temporary in the staging directory). With
 //   `truncate` (O_TRUNC opens, truncation to zero) no data is copied.
+// * A regular file's data: the copy first gets B's size, then B's data extents are copied
+//   (SEEK_DATA/SEEK_HOLE through B's lseek; where B has no hole map everything is data), so holes
+//   stay holes. When B's handle has a host fd (Filesystem::host_fd) and A takes copies from one
+//   (Filesystem::copy_from_host_fd: PassthroughFs over PassthroughFs), each extent goes by
+//   copy_file_range(2) in host_copy_chunk pieces, each a job on the blocking pool. Otherwise, or
+//   from the first EXDEV/EINVAL/EOPNOTSUPP/ENOSYS on (other host filesystems, a MemFs side), the
+//   bytes travel in copy_chunk pieces through a buffer owned by this copy, each piece an awaited
+//   child read and write. Either way every piece is awaited: other requests, on this mount and
+//   others, are served between pieces.
 // * The node keeps its DualFs inode number; its B pin is given back; B's name is whited out
 //   (so the B original never shows again, whatever the policy's lookup order). Handles opened on
 //   B before the copy-up keep reading B's object.
@@ -43,6 +51,12 @@ RequestContext server_ctx() {
 
 bool unsupported(int e) {
   return e == EOPNOTSUPP || e == ENOSYS || e == ENOTSUP;
+}
+
+// copy_file_range(2) cannot copy between these two files (other filesystems, a kind of file it
+// does not handle): not an error of the copy-up, which goes on through read() and write().
+bool host_copy_refused(int e) {
+  return e == EXDEV || e == EINVAL || unsupported(e);
 }
 
 }  // namespace
@@ -157,45 +171,95 @@ Task<Status> DualFs::copy_data(InodeId b_ino, InodeId a_ino, HandleId a_fh, uint
   const RequestContext root = server_ctx();
   Result<OpenReply> src = co_await config_.b->open(root, b_ino, O_RDONLY, false);
   if (!src) co_return Errno{src.error()};
-  const HandleId b_fh = src->fh;
-  const size_t chunk =
-      static_cast<size_t>(std::min<uint64_t>(std::max<uint64_t>(size, 1), config_.copy_chunk));
-  std::vector<char> buf(std::min<size_t>(chunk, uint32_t{1} << 30));
-  Status status;
+  CopyJob job{b_ino, src->fh, a_ino, a_fh};
+  // copy_file_range between the two host files when both sides have them (copy_up.hpp).
+  job.host_in = config_.host_copy ? config_.b->host_fd(b_ino, job.b_fh) : -1;
+  Status status = co_await copy_extents(job, size);
+  Status released = co_await config_.b->release(root, b_ino, job.b_fh, O_RDONLY);
+  (void)released;
+  co_return status;
+}
+
+Task<Status> DualFs::copy_extents(CopyJob& job, uint64_t size) {
+  const RequestContext root = server_ctx();
+  // The copy gets B's size first, so that the ranges B has no data for stay holes in A.
+  SetAttrIn grow;
+  grow.valid = fuse::FATTR_SIZE | fuse::FATTR_FH;
+  grow.fh = job.a_fh;
+  grow.size = size;
+  Result<AttrReply> grown = co_await config_.a->setattr(root, job.a_ino, grow);
+  if (!grown) co_return Errno{grown.error()};
+  bool seek = true;  // B answers SEEK_DATA/SEEK_HOLE
   uint64_t offset = 0;
-  for (;;) {
-    iovec in{buf.data(), buf.size()};
-    const IoVecs dst{std::span<const iovec>(&in, 1), buf.size()};
-    const uint32_t want = static_cast<uint32_t>(buf.size());
-    Result<size_t> got = co_await config_.b->read(root, b_ino, b_fh, offset, want, dst);
-    if (!got) {
-      status = Errno{got.error()};
-      break;
+  while (offset < size) {
+    uint64_t start = offset;
+    uint64_t end = size;
+    if (seek) {
+      Result<uint64_t> data =
+          co_await config_.b->lseek(root, job.b_ino, job.b_fh, offset, SEEK_DATA);
+      if (!data && data.error() == ENXIO) break;  // only a hole from `offset` to the end
+      if (data) {
+        start = *data;
+        if (start >= size) break;
+        Result<uint64_t> hole =
+            co_await config_.b->lseek(root, job.b_ino, job.b_fh, start, SEEK_HOLE);
+        if (hole && *hole > start) end = std::min(*hole, size);
+      } else {
+        seek = false;  // no hole map: everything from here is data
+      }
     }
-    if (*got == 0) break;
+    Result<uint64_t> reached = co_await copy_range(job, start, end);
+    if (!reached) co_return Errno{reached.error()};
+    if (*reached < end) break;  // B ended early: it shrank under us
+    offset = end;
+  }
+  co_return ok_status();
+}
+
+Task<Result<uint64_t>> DualFs::copy_range(CopyJob& job, uint64_t offset, uint64_t end) {
+  const RequestContext root = server_ctx();
+  while (offset < end) {
+    if (job.host_in >= 0) {
+      // Bounded pieces, each one blocking-pool job: requests keep being served in between.
+      const uint64_t want = std::min<uint64_t>(end - offset, config_.host_copy_chunk);
+      Result<size_t> put = co_await config_.a->copy_from_host_fd(root, job.host_in, offset,
+                                                                 job.a_ino, job.a_fh, offset, want);
+      if (put) {
+        if (*put == 0) co_return offset;
+        offset += *put;
+        copied_bytes_.fetch_add(*put, std::memory_order_relaxed);
+        host_copied_bytes_.fetch_add(*put, std::memory_order_relaxed);
+        continue;
+      }
+      if (!host_copy_refused(put.error())) co_return Errno{put.error()};
+      job.host_in = -1;  // not between these two files: copy through the buffer from now on
+      continue;
+    }
+    if (job.buffer.empty()) {
+      const uint64_t chunk = std::clamp<uint64_t>(config_.copy_chunk, 1, uint64_t{1} << 30);
+      job.buffer.resize(static_cast<size_t>(std::min<uint64_t>(chunk, end - offset)));
+    }
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(end - offset, job.buffer.size()));
+    iovec in{job.buffer.data(), want};
+    const IoVecs dst{std::span<const iovec>(&in, 1), want};
+    Result<size_t> got = co_await config_.b->read(root, job.b_ino, job.b_fh, offset,
+                                                  static_cast<uint32_t>(want), dst);
+    if (!got) co_return Errno{got.error()};
+    if (*got == 0) co_return offset;
     size_t done = 0;
     while (done < *got) {
-      iovec out{buf.data() + done, *got - done};
+      iovec out{job.buffer.data() + done, *got - done};
       const IoVecs src_iov{std::span<const iovec>(&out, 1), *got - done};
       const uint64_t at = offset + done;
-      Result<size_t> put = co_await config_.a->write(root, a_ino, a_fh, at, src_iov, false);
-      if (!put) {
-        status = Errno{put.error()};
-        break;
-      }
-      if (*put == 0) {
-        status = Errno{EIO};
-        break;
-      }
+      Result<size_t> put = co_await config_.a->write(root, job.a_ino, job.a_fh, at, src_iov, false);
+      if (!put) co_return Errno{put.error()};
+      if (*put == 0) co_return Errno{EIO};
       done += *put;
     }
-    if (!status) break;
     offset += *got;
     copied_bytes_.fetch_add(*got, std::memory_order_relaxed);
   }
-  Status released = co_await config_.b->release(root, b_ino, b_fh, O_RDONLY);
-  (void)released;
-  co_return status;
+  co_return offset;
 }
 
 Task<Status> DualFs::copy_xattrs(InodeId b_ino, InodeId a_ino) {

@@ -118,4 +118,21 @@ Task<Result<size_t>> DualFs::copy_file_range(const RequestContext& ctx, InodeId 
                                                  ho.child_fh, off_out, len, flags);
 }
 
+int DualFs::host_fd(InodeId ino, HandleId fh) const {
+  Result<std::shared_ptr<Handle>> h = handle_of(fh, ino, false);
+  if (!h) return -1;
+  return fs((*h)->side).host_fd((*h)->child, (*h)->child_fh);
+}
+
+Task<Result<size_t>> DualFs::copy_from_host_fd(const RequestContext& ctx, int fd_in,
+                                               uint64_t off_in, InodeId ino_out, HandleId fh_out,
+                                               uint64_t off_out, uint64_t len) {
+  Result<std::shared_ptr<Handle>> h = handle_of(fh_out, ino_out, false);
+  if (!h) co_return Errno{h.error()};
+  const Handle& hd = **h;
+  if (hd.side == Side::b) co_return Errno{EBADF};
+  co_return co_await config_.a->copy_from_host_fd(ctx, fd_in, off_in, hd.child, hd.child_fh,
+                                                  off_out, len);
+}
+
 }  // namespace sandfs::dualfs

@@ -6,7 +6,8 @@
 // was removed from B; merged listings are snapshotted per directory handle (merged_dir.hpp).
 // B is never written. Every change goes to A:
 // * a change to a B file (write-open, O_TRUNC, setattr, xattr change, link, rename) copies it
-//   up first (copy_up.hpp): data in chunks through the Filesystem interface, symlinks, special
+//   up first (copy_up.cpp): data in chunks (copy_file_range between two host files, else reads
+//   and writes through the Filesystem interface; holes kept), symlinks, special
 //   files, xattrs, owner, mode and times, installed atomically through a hidden staging
 //   directory in A, exactly once however many requests trigger it;
 // * a change inside a B directory first creates the directory chain in A ("promotion") with
@@ -57,6 +58,10 @@ struct DualFsConfig {
   WhiteoutStorage whiteouts = WhiteoutStorage::memory;
   CachePolicy cache = CachePolicy::auto_;
   size_t copy_chunk = size_t{1} << 20;  // bytes per read/write of a copy-up
+  // When B and A both serve host files (Filesystem::host_fd, copy_from_host_fd): copy-up data
+  // goes by copy_file_range(2) in pieces of host_copy_chunk bytes, each on the blocking pool.
+  bool host_copy = true;
+  size_t host_copy_chunk = size_t{8} << 20;
 };
 
 struct DirSnapshot;
@@ -74,6 +79,8 @@ class DualFs final : public Filesystem {
   size_t tracked_inodes() const { return table_.size(); }
   uint64_t copy_ups() const { return copy_ups_.load(std::memory_order_relaxed); }
   uint64_t copied_bytes() const { return copied_bytes_.load(std::memory_order_relaxed); }
+  // The part of copied_bytes() that copy_file_range(2) moved between host files.
+  uint64_t host_copied_bytes() const { return host_copied_bytes_.load(std::memory_order_relaxed); }
 
   Capabilities capabilities() const override;
   Task<Status> init(const SessionParams& params) override;
@@ -144,6 +151,11 @@ class DualFs final : public Filesystem {
   Task<Result<size_t>> copy_file_range(const RequestContext& ctx, InodeId ino_in, HandleId fh_in,
                                        uint64_t off_in, InodeId ino_out, HandleId fh_out,
                                        uint64_t off_out, uint64_t len, uint64_t flags) override;
+  // A DualFs stacked on another passes its children's host files through.
+  int host_fd(InodeId ino, HandleId fh) const override;
+  Task<Result<size_t>> copy_from_host_fd(const RequestContext& ctx, int fd_in, uint64_t off_in,
+                                         InodeId ino_out, HandleId fh_out, uint64_t off_out,
+                                         uint64_t len) override;
 
  private:
   struct Handle {
@@ -199,7 +211,20 @@ class DualFs final : public Filesystem {
   Task<Status> upgrade(const NodePtr& n, bool truncate);
   Task<Status> promote_now(const NodePtr& dir);
   Task<Status> copy_up_now(const NodePtr& n, bool truncate);
+  // One file's data copy: B's open handle, A's, and how the bytes travel.
+  struct CopyJob {
+    InodeId b_ino = 0;
+    HandleId b_fh = 0;
+    InodeId a_ino = 0;
+    HandleId a_fh = 0;
+    int host_in = -1;          // B's host fd while copy_file_range works, else -1
+    std::vector<char> buffer;  // the read/write path's buffer, allocated on first use
+  };
   Task<Status> copy_data(InodeId b_ino, InodeId a_ino, HandleId a_fh, uint64_t size);
+  // Sets A's size, then copies B's data extents (holes stay holes).
+  Task<Status> copy_extents(CopyJob& job, uint64_t size);
+  // Copies [offset, end); returns where it stopped (short when B ended early).
+  Task<Result<uint64_t>> copy_range(CopyJob& job, uint64_t offset, uint64_t end);
   Task<Status> copy_xattrs(InodeId b_ino, InodeId a_ino);
   Task<Status> copy_metadata(InodeId a_ino, const Attr& from, bool symlink);
   Task<Result<InodeId>> staging_dir();
@@ -247,6 +272,7 @@ class DualFs final : public Filesystem {
 
   std::atomic<uint64_t> copy_ups_{0};
   std::atomic<uint64_t> copied_bytes_{0};
+  std::atomic<uint64_t> host_copied_bytes_{0};
 };
 
 std::shared_ptr<DualFs> make_dualfs(DualFsConfig config);

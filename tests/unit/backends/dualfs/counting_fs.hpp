@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,7 +29,10 @@ class CountingFs final : public Filesystem {
   uint64_t reads = 0;
   uint64_t writes = 0;
   bool read_only = false;
-  uint64_t refused = 0;  // changes refused under read_only
+  uint64_t refused = 0;                // changes refused under read_only
+  uint64_t host_copies = 0;            // copy_from_host_fd calls
+  int refuse_host_copy = 0;            // an errno copy_from_host_fd answers instead of copying
+  std::function<void()> on_host_copy;  // called at each copy_from_host_fd
 
   // References handed out and not forgotten, per inode (the root excluded).
   std::map<InodeId, int64_t> outstanding() const {
@@ -190,6 +194,15 @@ class CountingFs final : public Filesystem {
                                        uint64_t f) override {
     if (read_only) co_return refuse();
     co_return co_await inner_->copy_file_range(c, a, fa, oa, b, fb, ob, len, f);
+  }
+  int host_fd(InodeId i, HandleId fh) const override { return inner_->host_fd(i, fh); }
+  Task<Result<size_t>> copy_from_host_fd(const RequestContext& c, int fd, uint64_t oi, InodeId o,
+                                         HandleId fo, uint64_t oo, uint64_t len) override {
+    if (read_only) co_return refuse();
+    ++host_copies;
+    if (on_host_copy) on_host_copy();
+    if (refuse_host_copy != 0) co_return Errno{refuse_host_copy};
+    co_return co_await inner_->copy_from_host_fd(c, fd, oi, o, fo, oo, len);
   }
 
  private:

@@ -169,11 +169,13 @@ struct DualFixture {
   explicit DualFixture(std::shared_ptr<const Policy> policy = read_b_write_a_policy(),
                        size_t chunk = size_t{1} << 20,
                        std::shared_ptr<Filesystem> a_backend = nullptr,
-                       WhiteoutStorage storage = WhiteoutStorage::memory) {
+                       WhiteoutStorage storage = WhiteoutStorage::memory,
+                       std::shared_ptr<Filesystem> b_backend = nullptr,
+                       size_t host_chunk = size_t{8} << 20) {
     memfs::MemFsConfig mc;
     mc.cache = CachePolicy::never;
     a_inner = a_backend ? a_backend : memfs::make_memfs(mc);
-    b_inner = memfs::make_memfs(mc);
+    b_inner = b_backend ? b_backend : memfs::make_memfs(mc);
     a = std::make_shared<CountingFs>(a_inner);
     b = std::make_shared<CountingFs>(b_inner);
     DualFsConfig config;
@@ -182,6 +184,7 @@ struct DualFixture {
     config.policy = std::move(policy);
     config.cache = CachePolicy::never;
     config.copy_chunk = chunk;
+    config.host_copy_chunk = host_chunk;
     config.whiteouts = storage;
     fs = make_dualfs(config);
     REQUIRE(run_coro(fs->init(SessionParams{})).ok());

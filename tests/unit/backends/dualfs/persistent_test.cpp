@@ -6,46 +6,14 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "backends/passthrough/passthrough.hpp"
 #include "unit/backends/dualfs/dualfs_fixture.hpp"
+#include "unit/backends/dualfs/host_dir.hpp"
 
 using namespace sandfs;
 using namespace sandfs::dualfs;
 using namespace sandfs::dualfs::testing;
 
 namespace {
-
-class HostDir {
- public:
-  HostDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/sandfs-dual-XXXXXX";
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~HostDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-  bool has(std::string_view rel) const {
-    struct stat st {};
-    return ::lstat((path_ + "/" + std::string(rel)).c_str(), &st) == 0;
-  }
-
- private:
-  std::string path_;
-};
-
-std::shared_ptr<Filesystem> passthrough_at(const std::string& dir) {
-  passthrough::PassthroughConfig c;
-  c.root = dir;
-  c.cache = CachePolicy::never;
-  passthrough::MakeResult made = passthrough::make_passthrough(c);
-  INFO(made.error);
-  REQUIRE(made);
-  return made.fs;
-}
 
 void populate_b(DualFixture& f) {
   f.B.put("d/gone", "x");
