@@ -172,3 +172,38 @@ TEST_CASE("passthrough: without a quota nothing is counted and statfs is the hos
   CHECK(st->namelen == 255);
   CHECK(err(t.statfs(9999)) == EBADF);
 }
+
+TEST_CASE("passthrough: host_fd for readable handles and copy_from_host_fd charged to the quota",
+          "[passthrough][quota]") {
+  // The source: another PassthroughFs's file, as DualFs copy-up hands it over.
+  TestFs src;
+  Entry s = src.file_with(root, "s", std::string(6000, 's'));
+  HandleId s_fh = src.open_ok(s.ino, O_RDONLY);
+  const int fd_in = src.fs->host_fd(s.ino, s_fh);
+  REQUIRE(fd_in >= 0);
+  HandleId s_wo = src.open_ok(s.ino, O_WRONLY);
+  CHECK(src.fs->host_fd(s.ino, s_wo) == -1);  // not readable
+  CHECK(src.fs->host_fd(s.ino, s_fh + 1000) == -1);
+
+  TestFs t(quota(5000));
+  Result<CreateReply> g = t.create(root, "g");
+  REQUIRE(g.ok());
+  const InodeId g_ino = g->entry.ino;
+  const HandleId g_fh = g->open.fh;
+  Result<size_t> over = run_io(t.fs->copy_from_host_fd(t.ctx, fd_in, 0, g_ino, g_fh, 0, 6000));
+  CHECK(err(over) == ENOSPC);
+  CHECK(t.host_stat("g").st_size == 0);
+  Result<size_t> n = run_io(t.fs->copy_from_host_fd(t.ctx, fd_in, 0, g_ino, g_fh, 0, 4000));
+  REQUIRE(n.ok());
+  CHECK(*n == 4000);
+  CHECK(t.fs->quota_used() == 4000);
+  CHECK(t.host_read("g") == std::string(4000, 's'));
+  // Past the source's end: 0, nothing charged.
+  Result<size_t> end = run_io(t.fs->copy_from_host_fd(t.ctx, fd_in, 6000, g_ino, g_fh, 4000, 100));
+  REQUIRE(end.ok());
+  CHECK(*end == 0);
+  CHECK(t.fs->quota_used() == 4000);
+  CHECK(t.release(g_ino, g_fh).ok());
+  CHECK(src.release(s.ino, s_fh).ok());
+  CHECK(src.release(s.ino, s_wo).ok());
+}
