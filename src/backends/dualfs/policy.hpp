@@ -36,9 +36,9 @@
 //   MergeReadsBackendAPrecedence    merge-a-precedence: lookups A then B, listings both, A wins;
 //                                   copy-up — a full union, as kernel overlayfs.
 // In the reference the last two differ only in their listing (the fallback listed A alone,
-// which the issue rules out) and neither can open a B-only file (EINVAL); neither ever plans a
-// copy-up. Here the difference is what a change to B's objects does: fallback refuses it,
-// merge copies up.
+// which the issue rules out); neither plans a copy-up for an open, so both fail any open of a
+// B-only file with EINVAL. Here the difference is what a change to B's objects does: fallback
+// refuses it, merge copies up.
 #pragma once
 
 #include <cstdint>
@@ -104,7 +104,8 @@ class NamespaceView {
 
 struct OpInfo {
   OpKind op = OpKind::lookup;
-  uint64_t ino = 0;           // the DualFs inode (the parent for name operations)
+  uint64_t ino = 0;           // the DualFs inode (the parent for name operations; link: the
+                              // inode linked)
   std::string_view name;      // for name operations (and xattr names); empty otherwise
   uint64_t new_parent = 0;    // rename: the destination directory; link: the new name's
   std::string_view new_name;  // rename, link
