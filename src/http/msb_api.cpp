@@ -104,13 +104,15 @@ json labels_json(const volumes::Labels& labels) {
   return out;
 }
 
-json msb_volume_json(const volumes::VolumeInfo& v) {
+// `host`: the --msb-default-volume volume, which the cloud calls its "host" volume (the SDK sets
+// isDefault from that kind); every other volume is "managed".
+json msb_volume_json(const volumes::VolumeInfo& v, bool host) {
   const bool dir = v.kind == volumes::VolumeKind::dir;
   const std::optional<uint64_t> capacity = dir ? v.quota_bytes : v.capacity_bytes;
   return json{
       {"id", v.id},
       {"name", v.name},
-      {"kind", "managed"},
+      {"kind", host ? "host" : "managed"},
       {"storage", std::string(volumes::to_string(v.kind))},
       {"status", "active"},
       {"used_bytes", v.used_bytes},
@@ -464,12 +466,16 @@ ApiResponse MsbApi::dispatch(const MsbRequest& request) {
   return msb_error_response(Error{ErrorCode::internal, "this route is not handled here"});
 }
 
+bool MsbApi::is_default(const volumes::VolumeInfo& v) const {
+  return !default_volume_.empty() && v.name == default_volume_;
+}
+
 ApiResponse MsbApi::list_volumes() {
   auto list = store_.list();
   if (!list) return msb_error_response(list.error());
   json out = json::array();
   for (const auto& v : *list)
-    out.push_back(msb_volume_json(v));
+    out.push_back(msb_volume_json(v, is_default(v)));
   return json_response(200, out);
 }
 
@@ -505,7 +511,7 @@ ApiResponse MsbApi::create_volume(const MsbRequest& request) {
   }
   auto made = store_.create(create);
   if (!made) return msb_error_response(made.error());
-  return json_response(200, msb_volume_json(*made));
+  return json_response(200, msb_volume_json(*made, is_default(*made)));
 }
 
 ApiResponse MsbApi::default_volume() {
@@ -520,7 +526,7 @@ ApiResponse MsbApi::default_volume() {
                               "the default volume '" + default_volume_ +
                                   "' (--msb-default-volume) does not exist: create it first");
   }
-  return json_response(200, msb_volume_json(*v));
+  return json_response(200, msb_volume_json(*v, true));
 }
 
 Outcome<volumes::VolumeInfo> MsbApi::volume(const std::string& id, bool measure) {
@@ -535,9 +541,9 @@ Outcome<volumes::VolumeInfo> MsbApi::volume(const std::string& id, bool measure)
 ApiResponse MsbApi::volume_route(const MsbRequest& request) {
   auto v = volume(request.match.id, request.method == Method::get);
   if (!v) return msb_error_response(v.error());
-  if (request.method == Method::get) return json_response(200, msb_volume_json(*v));
+  if (request.method == Method::get) return json_response(200, msb_volume_json(*v, is_default(*v)));
   if (request.method == Method::delete_) {
-    if (!default_volume_.empty() && v->name == default_volume_) {
+    if (is_default(*v)) {
       return msb_error_response(409, "volume_in_use",
                                 "the default volume cannot be removed through this API (it is "
                                 "sandfsd serve's --msb-default-volume)");
@@ -567,7 +573,7 @@ ApiResponse MsbApi::volume_route(const MsbRequest& request) {
   }
   auto updated = store_.update(v->name, update);
   if (!updated) return msb_error_response(updated.error());
-  return json_response(200, msb_volume_json(*updated));
+  return json_response(200, msb_volume_json(*updated, is_default(*updated)));
 }
 
 Outcome<std::unique_ptr<volumes::VolumeFiles>> MsbApi::files(const std::string& id,

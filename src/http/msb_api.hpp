@@ -5,7 +5,8 @@
 //
 // ## Routes (after the prefix)
 //   /v1/volumes                        GET POST          list (a bare array), create
-//   /v1/volumes/default                GET               --msb-default-volume, else 404
+//   /v1/volumes/default                GET               --msb-default-volume, else 404; that
+//                                                        volume is kind "host" on every route
 //   /v1/volumes/{id}                   GET PATCH DELETE  by the volume's UUID only (no names)
 //   /v1/volumes/{id}/files             GET DELETE        list, remove
 //   /v1/volumes/{id}/files/content     GET PUT           streamed by the server (server.cpp)
@@ -138,6 +139,8 @@ class MsbApi {
   ApiResponse files_route(const MsbRequest& request);
   // The volume named by the route's id (measured or not), volume_not_found for a non-UUID.
   volumes::Outcome<volumes::VolumeInfo> volume(const std::string& id, bool measure);
+  // Whether `v` is the --msb-default-volume volume (answered as kind "host", not removable here).
+  bool is_default(const volumes::VolumeInfo& v) const;
   volumes::Outcome<std::unique_ptr<volumes::VolumeFiles>> files(const std::string& id,
                                                                 std::string* name);
 

@@ -846,7 +846,7 @@ def test_msb_prefix_and_default(srv):
                prefix="/msb")
     st, _, data = msb_expect(srv, "GET", "/v1/volumes/default", 200, prefix="/api/msb")
     j = jbody(data) or {}
-    check(j.get("name") == "small" and j.get("kind") == "managed", "the default volume: %s" % j)
+    check(j.get("name") == "small" and j.get("kind") == "host", "the default volume: %s" % j)
     msb_expect(srv, "DELETE", "/v1/volumes/" + j.get("id", "x"), 409, "volume_in_use",
                prefix="/api/msb")
     base = "/v1/volumes/%s/files/content" % j.get("id")

@@ -329,6 +329,12 @@ TEST_CASE("msb default volume, sandboxes and billing", "[http][msb]") {
   ApiResponse r = f.call(Method::get, "/v1/volumes/default");
   REQUIRE(r.status == 200);
   CHECK(json::parse(r.body)["id"] == id);
+  // The SDK's isDefault is kind == "host"; everywhere else the volume is that kind too.
+  CHECK(json::parse(r.body)["kind"] == "host");
+  CHECK(json::parse(f.call(Method::get, "/v1/volumes/" + id).body)["kind"] == "host");
+  CHECK(json::parse(f.call(Method::get, "/v1/volumes").body)[0]["kind"] == "host");
+  const std::string other = f.create("other");
+  CHECK(json::parse(f.call(Method::get, "/v1/volumes/" + other).body)["kind"] == "managed");
   ApiResponse del = f.call(Method::delete_, "/v1/volumes/" + id);
   CHECK(del.status == 409);
   CHECK(code_of(del) == "volume_in_use");
