@@ -50,6 +50,8 @@ export async function startServer(extraArgs = []) {
         ...(body && typeof body !== 'string' && !(body instanceof Uint8Array) ? { duplex: 'half' } : {}),
       });
     },
+    // SIGTERM, then the exit status must be 0: a crash, or a sanitizer report at exit in an
+    // ASan build, fails the suite that started the server.
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
         const exited = new Promise((r) => proc.on('exit', r));
@@ -57,6 +59,8 @@ export async function startServer(extraArgs = []) {
         await exited;
       }
       rmSync(dataDir, { recursive: true, force: true });
+      assert.equal(proc.exitCode, 0,
+                   `sandfsd serve exited with ${proc.exitCode ?? proc.signalCode} (log above)`);
     },
   };
 }
