@@ -53,6 +53,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -67,6 +68,8 @@ namespace sandfs {
 
 template <class T>
 using Task = boost::asio::awaitable<T>;
+
+class EventSink;  // core/hooks.hpp
 
 using InodeId = uint64_t;
 using HandleId = uint64_t;
@@ -251,6 +254,10 @@ struct SessionParams {
   // FUSE_PASSTHROUGH was agreed: backing fds returned by open/create will be used (unless the
   // kernel later refuses to register one, in which case the handle is served normally).
   bool passthrough = false;
+  // Where the backend reports its events (copy-ups, ...) to the mount's hooks (hooks.hpp). Set by
+  // the Session; null when a test calls init() directly. A backend that keeps it must keep the
+  // latest one (a vhost-user mount is initialised again on each reconnect).
+  std::shared_ptr<const EventSink> events;
 };
 
 class Filesystem {

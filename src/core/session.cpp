@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -31,6 +32,45 @@ constexpr uint64_t offset_max = static_cast<uint64_t>(INT64_MAX);
 bool is_no_reply(uint32_t opcode) {
   return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET || opcode == FUSE_INTERRUPT ||
          opcode == FUSE_NOTIFY_REPLY;
+}
+
+// The first name of a request whose name sits at a fixed place (RequestInfo::name): up to its NUL,
+// unvalidated; empty when absent or longer than a name may be.
+std::string_view first_name(uint32_t opcode, std::span<const std::byte> args) {
+  size_t skip = 0;
+  switch (opcode) {
+    case FUSE_LOOKUP:
+    case FUSE_UNLINK:
+    case FUSE_RMDIR:
+    case FUSE_SYMLINK:
+      break;
+    case FUSE_MKDIR:
+      skip = sizeof(fuse_mkdir_in);
+      break;
+    case FUSE_MKNOD:
+      skip = sizeof(fuse_mknod_in);
+      break;
+    case FUSE_CREATE:
+      skip = sizeof(fuse_create_in);
+      break;
+    case FUSE_LINK:
+      skip = sizeof(fuse_link_in);
+      break;
+    case FUSE_RENAME:
+      skip = sizeof(fuse_rename_in);
+      break;
+    case FUSE_RENAME2:
+      skip = sizeof(fuse_rename2_in);
+      break;
+    default:
+      return {};
+  }
+  if (args.size() <= skip) return {};
+  const char* p = reinterpret_cast<const char*>(args.data()) + skip;
+  const size_t room = std::min(args.size() - skip, name_max + 1);
+  const void* nul = std::memchr(p, 0, room);
+  if (!nul) return {};
+  return std::string_view(p, static_cast<size_t>(static_cast<const char*>(nul) - p));
 }
 
 }  // namespace
@@ -96,6 +136,7 @@ struct Session::Dispatch {
   RequestContext ctx;
   const IoVecs* trailing = nullptr;  // a WRITE's data kept by the transport (handle_write)
   int error = 0;
+  uint64_t bytes = 0;  // payload moved, for the hooks (RequestOutcome::bytes)
   bool replied = false;
 
   Filesystem& fs() { return *s.fs_; }
@@ -201,6 +242,9 @@ Session::Session(std::shared_ptr<Filesystem> fs, SessionOptions options)
       stats_owner_(options_.stats ? options_.stats : std::make_shared<Stats>()),
       stats_(*stats_owner_),
       in_flight_(std::make_unique<InFlight>()) {
+  std::vector<std::shared_ptr<Hook>> chain{stats_owner_};
+  chain.insert(chain.end(), options_.hooks.begin(), options_.hooks.end());
+  hooks_ = std::make_shared<HookChain>(std::move(chain));
   uint32_t w = options_.max_write / page_size * page_size;
   options_.max_write = std::clamp(w, page_size, max_write_limit);
   // Header, the largest fixed argument struct and a full WRITE payload, with room to spare; the
@@ -248,9 +292,35 @@ Task<void> Session::handle_message(std::span<const std::byte> message, const IoV
 
   const uint32_t opcode = req.header.opcode;
   const auto start = Clock::now();
-  stats_.begin();
+  volatile bool interrupted = false;
+  RequestContext ctx;
+  ctx.uid = req.header.uid;
+  ctx.gid = req.header.gid;
+  ctx.pid = req.header.pid;
+  ctx.unique = req.header.unique;
+  ctx.interrupted = &interrupted;
 
-  // Requests without a reply are handled inline.
+  RequestInfo info;
+  info.opcode = opcode;
+  info.node = req.header.nodeid;
+  info.ctx = &ctx;
+  info.refusable = op_refusable(opcode);
+  // Only hooks beyond the Stats look at names: no parsing for a mount without any.
+  if (hooks_->size() > 1) info.name = first_name(opcode, req.args);
+  size_t ran = 0;
+  const int refused = hooks_->before(info, ran);
+  const auto finish = [&](int error, uint64_t bytes) {
+    RequestOutcome r;
+    r.opcode = opcode;
+    r.node = req.header.nodeid;
+    r.ctx = &ctx;
+    r.error = error;
+    r.duration = Clock::now() - start;
+    r.bytes = bytes;
+    hooks_->after(r, ran);
+  };
+
+  // Requests without a reply are handled inline (none of them can be refused).
   if (opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET) {
     ArgReader r(req.args);
     int err = 0;
@@ -274,7 +344,7 @@ Task<void> Session::handle_message(std::span<const std::byte> message, const IoV
       }
     }
     if (err) stats_.add_malformed();
-    stats_.end(opcode, err, Clock::now() - start);
+    finish(err, 0);
     co_return;
   }
   if (opcode == FUSE_INTERRUPT) {
@@ -282,28 +352,28 @@ Task<void> Session::handle_message(std::span<const std::byte> message, const IoV
     fuse_interrupt_in in{};
     int err = 0;
     if (r.read(in)) {
-      stats_.add_interrupt();
       // An unknown id means the request already finished (or never reached us): nothing to do.
       in_flight_->interrupt(in.unique);
     } else {
       err = EINVAL;
     }
-    stats_.end(opcode, err, Clock::now() - start);
+    finish(err, 0);
     co_return;
   }
   if (opcode == FUSE_NOTIFY_REPLY) {
-    stats_.end(opcode, 0, Clock::now() - start);
+    finish(0, 0);
+    co_return;
+  }
+  if (refused != 0) {
+    fuse_out_header out{sizeof(fuse_out_header), -refused, req.header.unique};
+    iovec v{&out, sizeof out};
+    reply.send(std::span<const iovec>(&v, 1));
+    finish(refused, 0);
     co_return;
   }
 
-  volatile bool interrupted = false;
-  Dispatch d{*this, reply, req, RequestContext{}};
+  Dispatch d{*this, reply, req, ctx};
   d.trailing = trailing;
-  d.ctx.uid = req.header.uid;
-  d.ctx.gid = req.header.gid;
-  d.ctx.pid = req.header.pid;
-  d.ctx.unique = req.header.unique;
-  d.ctx.interrupted = &interrupted;
 
   InFlight::Node registration{req.header.unique, &interrupted};
   in_flight_->add(registration);
@@ -318,7 +388,7 @@ Task<void> Session::handle_message(std::span<const std::byte> message, const IoV
   }
   in_flight_->remove(registration);
   if (!d.replied) d.reply_error(failure ? failure : EIO);
-  stats_.end(opcode, d.error, Clock::now() - start);
+  finish(d.error, d.bytes);
 }
 
 Task<void> Session::Dispatch::run() {
@@ -463,6 +533,7 @@ Task<void> Session::Dispatch::op_init(ArgReader& r) {
   params.proto_minor = std::min(in.minor, kernel_minor_version);
   params.max_write = max_write;
   params.passthrough = (agreed & FUSE_PASSTHROUGH) != 0;
+  params.events = s.hooks_;
   // The backend must be ready before the kernel sees the reply and starts sending requests.
   Status st = co_await fs().init(params);
   if (!st) co_return reply_error(st.error());
@@ -665,7 +736,7 @@ Task<void> Session::Dispatch::op_read(ArgReader& r) {
   auto res = co_await fs().read(ctx, node(), in.fh, in.offset, size, dst);
   if (!res) co_return reply_error(res.error());
   size_t n = std::min<size_t>(*res, size);
-  s.stats_.add_read(n);
+  bytes = n;
   IovList payload;
   for (const iovec& v : dst.iov) {
     if (n == 0) break;
@@ -697,7 +768,7 @@ Task<void> Session::Dispatch::op_write(ArgReader& r) {
                                  (in.write_flags & FUSE_WRITE_KILL_SUIDGID) != 0);
   if (!res) co_return reply_error(res.error());
   const auto n = static_cast<uint32_t>(std::min<size_t>(*res, in.size));
-  s.stats_.add_written(n);
+  bytes = n;
   reply_struct(fuse_write_out{n, 0});
 }
 
@@ -851,7 +922,7 @@ Task<void> Session::Dispatch::op_copy_file_range(ArgReader& r, bool wide) {
                                            in.fh_out, in.off_out, len, in.flags);
   if (!res) co_return reply_error(res.error());
   const uint64_t n = std::min<uint64_t>(*res, len);
-  s.stats_.add_written(n);
+  bytes = n;
   if (wide) co_return reply_struct(fuse_copy_file_range_out{n});
   reply_struct(fuse_write_out{static_cast<uint32_t>(n), 0});
 }

@@ -5,6 +5,9 @@
 // transport's ReplyChannel, and records per-mount statistics. Transports run one handle()
 // coroutine per request (co_spawn), so a slow request never holds back the others.
 //
+// Every request passes through the mount's hook chain (hooks.hpp): the Stats first, then
+// SessionOptions::hooks. A hook may refuse a request before it reaches the backend.
+//
 // Thread model: handle() may run concurrently on several threads (one io_context each) for the
 // same Session. Everything here is thread-safe.
 #pragma once
@@ -17,8 +20,11 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "core/filesystem.hpp"
+#include "core/hooks.hpp"
 #include "core/stats.hpp"
 
 namespace sandfs {
@@ -79,6 +85,9 @@ struct SessionOptions {
   // connections (vhost-user: a Session per frontend) passes one Stats to all of them, so its
   // counts add up across reconnects.
   std::shared_ptr<Stats> stats;
+  // Hooks run after the Stats, in this order, on every request (hooks.hpp). Backend events reach
+  // them too. Null entries are skipped.
+  std::vector<std::shared_ptr<Hook>> hooks;
 };
 
 class Session {
@@ -113,6 +122,8 @@ class Session {
   Stats& stats() { return stats_; }
   const Stats& stats() const { return stats_; }
   Filesystem& filesystem() { return *fs_; }
+  // The Stats followed by SessionOptions::hooks; also the EventSink the backend was given.
+  const std::shared_ptr<HookChain>& hooks() const { return hooks_; }
 
   // What was negotiated (valid once initialized()).
   uint32_t proto_minor() const { return proto_minor_; }
@@ -132,6 +143,7 @@ class Session {
   SessionOptions options_;
   std::shared_ptr<Stats> stats_owner_;  // options_.stats, or one of our own
   Stats& stats_;
+  std::shared_ptr<HookChain> hooks_;
   std::unique_ptr<InFlight> in_flight_;
   // Set at FUSE_INIT when passthrough was agreed (before initialized_ is published).
   std::unique_ptr<BackingTable> backing_;

@@ -30,8 +30,26 @@ uint64_t percentile(const std::array<uint64_t, Stats::latency_buckets>& hist, ui
 }
 }  // namespace
 
-void Stats::end(uint32_t opcode, int error, std::chrono::nanoseconds latency) {
+int Stats::before(const RequestInfo& op) {
+  (void)op;
+  in_flight_.fetch_add(1, relaxed);
+  return 0;
+}
+
+void Stats::after(const RequestOutcome& r) {
+  using namespace fuse;
+  const uint32_t opcode = r.opcode;
+  const int error = r.error;
+  const std::chrono::nanoseconds latency = r.duration;
   in_flight_.fetch_sub(1, relaxed);
+  if (r.bytes != 0) {
+    if (opcode == FUSE_READ) {
+      bytes_read_.fetch_add(r.bytes, relaxed);
+    } else {
+      bytes_written_.fetch_add(r.bytes, relaxed);
+    }
+  }
+  if (opcode == FUSE_INTERRUPT && error == 0) interrupts_.fetch_add(1, relaxed);
   Op& op = ops_[opcode < opcode_slots ? opcode : 0];
   op.count.fetch_add(1, relaxed);
   op.total_ns.fetch_add(static_cast<uint64_t>(std::max<int64_t>(latency.count(), 0)), relaxed);
@@ -41,6 +59,25 @@ void Stats::end(uint32_t opcode, int error, std::chrono::nanoseconds latency) {
                                                                                          relaxed);
   }
   latency_[latency_bucket(latency)].fetch_add(1, relaxed);
+}
+
+void Stats::event(const BackendEvent& e) {
+  switch (e.kind) {
+    case BackendEvent::Kind::copy_up:
+      if (e.error != 0) {
+        copy_up_failures_.fetch_add(1, relaxed);
+        break;
+      }
+      copy_ups_.fetch_add(1, relaxed);
+      copy_up_bytes_.fetch_add(e.bytes, relaxed);
+      copy_up_ns_.fetch_add(static_cast<uint64_t>(std::max<int64_t>(e.duration.count(), 0)),
+                            relaxed);
+      copy_up_latency_[latency_bucket(e.duration)].fetch_add(1, relaxed);
+      break;
+    case BackendEvent::Kind::promotion:
+      (e.error != 0 ? promotion_failures_ : promotions_).fetch_add(1, relaxed);
+      break;
+  }
 }
 
 Stats::Snapshot Stats::snapshot() const {
@@ -63,6 +100,14 @@ Stats::Snapshot Stats::snapshot() const {
   s.passthrough_opens = passthrough_opens_.load(relaxed);
   s.passthrough_fallbacks = passthrough_fallbacks_.load(relaxed);
   s.backing_ids = backing_ids_.load(relaxed);
+  s.copy_ups = copy_ups_.load(relaxed);
+  s.copy_up_failures = copy_up_failures_.load(relaxed);
+  s.copy_up_bytes = copy_up_bytes_.load(relaxed);
+  s.copy_up_total_ns = copy_up_ns_.load(relaxed);
+  for (size_t i = 0; i < latency_buckets; ++i)
+    s.copy_up_us_log2[i] = copy_up_latency_[i].load(relaxed);
+  s.promotions = promotions_.load(relaxed);
+  s.promotion_failures = promotion_failures_.load(relaxed);
   uint64_t total = 0;
   for (size_t i = 0; i < latency_buckets; ++i) {
     s.latency_us_log2[i] = latency_[i].load(relaxed);
@@ -84,6 +129,13 @@ std::string Stats::to_text() const {
   if (s.passthrough_opens != 0 || s.passthrough_fallbacks != 0) {
     out << "  passthrough opens " << s.passthrough_opens << ", fallbacks "
         << s.passthrough_fallbacks << ", backing ids open " << s.backing_ids << "\n";
+  }
+  if (s.copy_ups != 0 || s.copy_up_failures != 0 || s.promotions != 0 ||
+      s.promotion_failures != 0) {
+    out << "  copy-ups " << s.copy_ups << " (" << s.copy_up_failures << " failed, "
+        << s.copy_up_bytes << " B, mean "
+        << (s.copy_ups ? s.copy_up_total_ns / s.copy_ups / 1000 : 0) << " us), promotions "
+        << s.promotions << " (" << s.promotion_failures << " failed)\n";
   }
   for (const auto& op : s.ops) {
     out << "  " << opcode_name(op.opcode) << ": " << op.count << " (" << op.errors

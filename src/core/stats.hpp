@@ -1,6 +1,10 @@
 // Per-mount request statistics: counts and errors per opcode, errors by errno, bytes moved,
-// latency histogram, requests in flight. Updated with relaxed atomics from every thread; read as a
-// consistent-enough snapshot for the admin API and logs.
+// latency histogram, requests in flight, and the backend's copy-ups. Updated with relaxed atomics
+// from every thread; read as a consistent-enough snapshot for the admin API and logs.
+//
+// Stats is a Hook (hooks.hpp): every Session puts its Stats first in the mount's hook chain, so
+// requests are counted by before()/after() and copy-ups by event(), exactly as any other hook
+// sees them. It never refuses anything.
 #pragma once
 
 #include <array>
@@ -10,9 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "core/hooks.hpp"
+
 namespace sandfs {
 
-class Stats {
+class Stats final : public Hook {
  public:
   // Latency buckets: bucket i counts requests that took < 2^i microseconds (i = 0..31); the
   // last bucket collects everything slower.
@@ -43,15 +49,25 @@ class Stats {
     std::array<uint64_t, latency_buckets> latency_us_log2{};
     // Latency percentiles in microseconds (upper bounds of the histogram bucket).
     uint64_t p50_us = 0, p90_us = 0, p99_us = 0, max_bucket_us = 0;
+    // Backend events (BackendEvent): copy-ups done and failed, data bytes they copied, their
+    // total duration and its histogram (buckets as latency_us_log2); directory promotions.
+    uint64_t copy_ups = 0;
+    uint64_t copy_up_failures = 0;
+    uint64_t copy_up_bytes = 0;
+    uint64_t copy_up_total_ns = 0;
+    std::array<uint64_t, latency_buckets> copy_up_us_log2{};
+    uint64_t promotions = 0;
+    uint64_t promotion_failures = 0;
   };
 
-  void begin() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
-  // Records one finished request. error is 0 or a positive errno.
-  void end(uint32_t opcode, int error, std::chrono::nanoseconds latency);
-  void add_read(uint64_t n) { bytes_read_.fetch_add(n, std::memory_order_relaxed); }
-  void add_written(uint64_t n) { bytes_written_.fetch_add(n, std::memory_order_relaxed); }
+  // Hook: counts the request in flight / finished (opcode, errno, latency, bytes moved), and the
+  // backend's copy-ups and promotions.
+  int before(const RequestInfo& op) override;
+  void after(const RequestOutcome& result) override;
+  void event(const BackendEvent& e) override;
+
+  // Messages the Session rejects before any hook sees them (too short, bad lengths).
   void add_malformed() { malformed_.fetch_add(1, std::memory_order_relaxed); }
-  void add_interrupt() { interrupts_.fetch_add(1, std::memory_order_relaxed); }
   void add_passthrough_open() { passthrough_opens_.fetch_add(1, std::memory_order_relaxed); }
   void add_passthrough_fallback() {
     passthrough_fallbacks_.fetch_add(1, std::memory_order_relaxed);
@@ -80,6 +96,13 @@ class Stats {
   std::atomic<uint64_t> passthrough_opens_{0};
   std::atomic<uint64_t> passthrough_fallbacks_{0};
   std::atomic<uint64_t> backing_ids_{0};
+  std::atomic<uint64_t> copy_ups_{0};
+  std::atomic<uint64_t> copy_up_failures_{0};
+  std::atomic<uint64_t> copy_up_bytes_{0};
+  std::atomic<uint64_t> copy_up_ns_{0};
+  std::array<std::atomic<uint64_t>, latency_buckets> copy_up_latency_{};
+  std::atomic<uint64_t> promotions_{0};
+  std::atomic<uint64_t> promotion_failures_{0};
 };
 
 // Kernel name of an opcode ("LOOKUP", "READDIRPLUS", ...) or "UNKNOWN".
