@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -73,10 +74,15 @@ Task<Status> DualFs::upgrade(const NodePtr& n, bool truncate) {
     }
     Status s;
     if (table_.view(*n).a == 0) {
+      const auto start = std::chrono::steady_clock::now();
       if (n->is_dir()) {
         s = co_await promote_now(n);
       } else {
         s = co_await copy_up_now(n, truncate);
+      }
+      // Reported before the waiters go on, so nothing has written the copy yet.
+      if (std::shared_ptr<const EventSink> sink = event_sink()) {
+        co_await report_upgrade(sink, n, truncate, start, s);
       }
     }
     table_.end_flight(n);

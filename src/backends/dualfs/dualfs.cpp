@@ -1,6 +1,8 @@
 // DualFs construction, negotiation and the helpers the operation files share.
 #include "backends/dualfs/dualfs.hpp"
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -55,6 +57,10 @@ Capabilities DualFs::capabilities() const {
 }
 
 Task<Status> DualFs::init(const SessionParams& params) {
+  {
+    std::lock_guard lock(events_mu_);
+    events_ = params.events;
+  }
   SessionParams child = params;
   child.passthrough = false;
   child.writeback_cache = false;
@@ -64,6 +70,28 @@ Task<Status> DualFs::init(const SessionParams& params) {
   if (!b) co_return b;
   co_await remove_leftovers();
   co_return ok_status();
+}
+
+std::shared_ptr<const EventSink> DualFs::event_sink() const {
+  std::lock_guard lock(events_mu_);
+  return events_;
+}
+
+Task<void> DualFs::report_upgrade(const std::shared_ptr<const EventSink>& sink, const NodePtr& n,
+                                  bool truncate, std::chrono::steady_clock::time_point start,
+                                  const Status& outcome) {
+  BackendEvent e;
+  e.kind = n->is_dir() ? BackendEvent::Kind::promotion : BackendEvent::Kind::copy_up;
+  e.node = n->ino;
+  e.duration = std::chrono::steady_clock::now() - start;
+  e.error = outcome ? 0 : outcome.error();
+  if (outcome && S_ISREG(n->type) && !truncate) {
+    // A complete copy holds all of B's data: its size is what was copied.
+    const InodeId a = table_.view(*n).a;
+    Result<AttrReply> st = co_await config_.a->getattr(RequestContext{}, a, std::nullopt);
+    if (st) e.bytes = st->attr.size;
+  }
+  sink->event(e);
 }
 
 Task<void> DualFs::remove_leftovers() {

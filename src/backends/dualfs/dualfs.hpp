@@ -31,6 +31,11 @@
 // * statfs reports A, where every write lands.
 // * copy_file_range between a handle on A and one on B answers EXDEV (the kernel copies itself).
 // * No writeback cache, no kernel passthrough: every write must pass through DualFs.
+// * Each copy-up and directory promotion is reported to the mount's hooks (core/hooks.hpp,
+//   through SessionParams::events): a BackendEvent with DualFs's inode, the bytes copied (the
+//   size of the copy; 0 for an O_TRUNC copy-up, a symlink, a special file or a failure), the
+//   duration (ancestors' promotions included) and the outcome. A trigger that finds the node
+//   already copied up, or waits for another's copy-up, reports nothing.
 // * Names starting with ".sandfs-dual." are reserved (whiteouts.hpp): ENOENT on lookup, EPERM
 //   on creation.
 #pragma once
@@ -47,6 +52,7 @@
 #include "backends/dualfs/policy.hpp"
 #include "backends/dualfs/whiteouts.hpp"
 #include "core/filesystem.hpp"
+#include "core/hooks.hpp"
 
 namespace sandfs::dualfs {
 
@@ -191,6 +197,13 @@ class DualFs final : public Filesystem {
   HandleId add_handle(std::shared_ptr<Handle> h);
   Result<std::shared_ptr<Handle>> handle_of(HandleId fh, InodeId ino, bool dir) const;
   std::shared_ptr<Handle> take_handle(HandleId fh, InodeId ino, bool dir);
+  // The mount's hooks (SessionParams::events of the latest init()), or null.
+  std::shared_ptr<const EventSink> event_sink() const;
+  // Reports a finished promotion (directory) or copy-up of `n` that started at `start`; a
+  // copy-up's bytes are the size of the A file it made (0 for `truncate`, failures, non-files).
+  Task<void> report_upgrade(const std::shared_ptr<const EventSink>& sink, const NodePtr& n,
+                            bool truncate, std::chrono::steady_clock::time_point start,
+                            const Status& outcome);
   // The side whose attributes, data and xattrs a node shows: A when it has one.
   static Side active_side(const InodeTable::View& v) { return v.a != 0 ? Side::a : Side::b; }
 
@@ -269,6 +282,9 @@ class DualFs final : public Filesystem {
   InodeId staging_ = 0;  // A inode of the staging directory, 0 until the first copy-up
   std::atomic<uint64_t> staging_seq_{0};
   uint64_t instance_tag_ = 0;  // keeps temp names of this run apart from leftovers of others
+
+  mutable std::mutex events_mu_;
+  std::shared_ptr<const EventSink> events_;  // SessionParams::events of the latest init()
 
   std::atomic<uint64_t> copy_ups_{0};
   std::atomic<uint64_t> copied_bytes_{0};
