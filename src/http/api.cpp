@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/stats.hpp"
+#include "http/metrics.hpp"
 #include "http/schema.hpp"
 #include "volumes/mount_manager.hpp"
 #include "volumes/volume_store.hpp"
@@ -345,6 +346,14 @@ std::string Api::metrics() {
                      << "\n";
                }
              });
+  std::vector<MountSeries> series;
+  series.reserve(all.size());
+  for (const auto& [info, stats] : all) {
+    series.push_back(MountSeries{"mount=\"" + label_value(info.id) + "\",sandbox=\"" +
+                                     label_value(info.spec.sandbox_id) + "\"",
+                                 &stats.requests});
+  }
+  out << copy_up_metrics(series);
   out << "# HELP sandfs_http_responses_total Admin API responses, by status class.\n"
       << "# TYPE sandfs_http_responses_total counter\n";
   for (unsigned cls = 1; cls < 6; ++cls) {

@@ -85,10 +85,10 @@ struct MountInfo {
 };
 
 struct MountStats {
-  Stats::Snapshot requests;  // per-op counts, errors by errno, bytes, latency, in-flight
+  // Per-op counts, errors by errno, bytes, latency, in-flight, the backend's copy-ups.
+  Stats::Snapshot requests;
   uint64_t connections = 0;
   uint64_t bad_chains = 0;  // vhost-user: malformed descriptor chains dropped
-  uint64_t copy_ups = 0;    // DualFs copy-ups (0 until DualFs lands)
   std::optional<uint64_t> quota_limit_bytes;
   std::optional<uint64_t> quota_used_bytes;
 };

@@ -247,6 +247,25 @@ TEST_CASE("mount stats JSON names opcodes and errnos", "[http][schema]") {
   CHECK(errno_name(100000) == "E100000");
 }
 
+TEST_CASE("mount stats JSON carries the copy-up counters", "[http][schema]") {
+  volumes::MountStats s;
+  s.requests.copy_ups = 3;
+  s.requests.copy_up_failures = 1;
+  s.requests.copy_up_bytes = 3145728;
+  s.requests.copy_up_total_ns = 9000;
+  s.requests.copy_up_us_log2[2] = 3;
+  s.requests.promotions = 2;
+  const json j = json::parse(mount_stats_json("m1", s));
+  CHECK(j["copy_ups"] == 3);
+  CHECK(j["copy_up"]["failed"] == 1);
+  CHECK(j["copy_up"]["bytes"] == 3145728);
+  CHECK(j["copy_up"]["total_ns"] == 9000);
+  CHECK(j["copy_up"]["promotions"] == 2);
+  CHECK(j["copy_up"]["promotions_failed"] == 0);
+  REQUIRE(j["copy_up"]["duration_us_log2"].size() == Stats::latency_buckets);
+  CHECK(j["copy_up"]["duration_us_log2"][2] == 3);
+}
+
 TEST_CASE("label selectors", "[http][schema]") {
   auto kv = parse_label_selector("env=prod=1");
   REQUIRE(kv.ok());
