@@ -151,6 +151,11 @@ std::string describe(const MountCommand& c, const fuse_dev::FuseMount& mount,
     if (c.dual.b_readonly) s += " (read-only)";
     s += ", policy " + c.dual.policy;
   }
+  for (const DenyRule& d : c.deny) {
+    const char* e = ::strerrorname_np(d.error);
+    s += ", deny " + std::string(opcode_name(d.opcode)) + "=" +
+         (e ? std::string(e) : std::to_string(d.error));
+  }
   if (c.capacity_bytes) s += ", capacity " + format_size(*c.capacity_bytes);
   if (c.max_inodes) s += ", max inodes " + std::to_string(*c.max_inodes);
   s += ", max_write " + format_size(c.max_write);
@@ -195,6 +200,7 @@ int run_mount(const MountCommand& c) {
   SessionOptions session_options;
   session_options.max_write = c.max_write;
   session_options.name = c.mountpoint;
+  if (!c.deny.empty()) session_options.hooks.push_back(std::make_shared<DenyHook>(c.deny));
   Session session(fs, session_options);
 
   fuse_dev::MountConfig mount_config;
@@ -265,9 +271,16 @@ int run_mount(const MountCommand& c) {
     mount.unmount();
   }
   const auto counters = server.counters();
+  const Stats::Snapshot totals = session.stats().snapshot();
+  std::string copy_ups;
+  if (totals.copy_ups != 0 || totals.copy_up_failures != 0) {
+    copy_ups = ", " + std::to_string(totals.copy_ups) + " copy-ups of " +
+               std::to_string(totals.copy_up_bytes) + " B (" +
+               std::to_string(totals.copy_up_failures) + " failed)";
+  }
   SANDFS_LOG(info) << "stopped serving " << mount.mountpoint() << " ("
                    << fuse_dev::to_string(reason) << "; " << counters.requests << " requests, "
-                   << counters.replies_interrupted << " interrupted)";
+                   << counters.replies_interrupted << " interrupted" << copy_ups << ")";
   SANDFS_LOG(debug) << "statistics:\n" << session.stats().to_text();
   return reason == fuse_dev::FuseDevServer::StopReason::failed ? exit_failure : exit_ok;
 }

@@ -194,6 +194,7 @@ class MountParser {
         name == "--max-write" || name == "--ready-fd" || name == "--root" ||
         name == "--stat-virtualization" || name == "--host-permissions" || name == "--quota" ||
         name == "--stat-xattr" || name == "--a" || name == "--b" || name == "--policy" ||
+        name == "--deny" ||
         (vhost_ && (name == "--socket-path" || name == "--queues" || name == "--shared-dir"));
     if (!takes_value) {
       return error(program_ + ": unknown flag " + quoted(name) + " (see '" + program_ +
@@ -225,6 +226,10 @@ class MountParser {
       }
       m.dual.policy = std::string(value);
       dual_flags_.push_back(name);
+    } else if (name == "--deny") {
+      DenyRule rule;
+      if (auto why = parse_deny_rule(value, rule)) return fail(*why);
+      m.deny.push_back(rule);
     } else if (name == "--root" || name == "--shared-dir") {
       if (value.empty()) return fail("needs a directory");
       // --shared-dir is virtiofsd's name: it implies the passthrough backend.
@@ -626,6 +631,12 @@ Serving:
   --ready-fd N          once mounted, write "ready\n" to file descriptor N and
                         close it (for scripts: the mount is usable from then
                         on; requests sent before the first reply simply wait)
+  --deny OP[=ERRNO]     refuse every OP request with ERRNO before it reaches
+                        the backend (repeatable). OP is a FUSE opcode name
+                        (UNLINK, RMDIR, RENAME, MKDIR, MKNOD, SETXATTR, WRITE,
+                        ...), ERRNO a name (EACCES) or number, default EPERM.
+                        INIT, DESTROY, FORGET, BATCH_FORGET, INTERRUPT,
+                        NOTIFY_REPLY, RELEASE and RELEASEDIR cannot be refused.
 
   -h, --help            show this help and exit
 
@@ -715,7 +726,7 @@ opened again). It runs until SIGINT/SIGTERM/SIGHUP.
 Backend, memfs, passthrough and caching flags: as for 'sandfsd mount' (see
 'sandfsd mount --help'): --backend, --capacity, --max-inodes, --root,
 --stat-virtualization, --host-permissions, --readonly, --quota, --stat-xattr,
---follow-root-symlinks, --cache, --writeback.
+--follow-root-symlinks, --cache, --writeback, --deny.
 
 Serving:
   --threads N           server threads, each with its own event loop and

@@ -11,6 +11,7 @@
 
 #include "backends/passthrough/policy.hpp"
 #include "core/filesystem.hpp"
+#include "core/hooks.hpp"
 #include "core/log.hpp"
 
 namespace sandfs::cli {
@@ -75,6 +76,8 @@ struct MountCommand {
   bool default_permissions = true;
   uint32_t max_write = 1u << 20;
   std::optional<int> ready_fd;
+  // --deny OP[=ERRNO] (repeatable): requests refused before they reach the backend.
+  std::vector<DenyRule> deny;
   // sandfsd vhost-user only.
   std::vector<std::string> socket_paths;  // --socket-path (repeatable): one server each
   unsigned queues = 1;                    // --queues: request queues per device

@@ -47,6 +47,7 @@ int run_vhost_user(const MountCommand& c) {
   vhost_user::DeviceOptions options;
   options.request_queues = c.queues;
   options.session.max_write = c.max_write;
+  if (!c.deny.empty()) options.session.hooks.push_back(std::make_shared<DenyHook>(c.deny));
 
   std::vector<std::unique_ptr<vhost_user::VhostUserServer>> servers;
   for (const std::string& path : c.socket_paths) {
