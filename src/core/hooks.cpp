@@ -39,15 +39,25 @@ int HookChain::before(const RequestInfo& op, size_t& ran) const {
   return 0;
 }
 
+// A hook that throws from after() or event() breaks its contract; the request and the other
+// hooks go on (the Session promises never to throw).
 void HookChain::after(const RequestOutcome& result, size_t ran) const {
   const size_t n = std::min(ran, hooks_.size());
-  for (size_t i = 0; i < n; ++i)
-    hooks_[i]->after(result);
+  for (size_t i = 0; i < n; ++i) {
+    try {
+      hooks_[i]->after(result);
+    } catch (...) {
+    }
+  }
 }
 
 void HookChain::event(const BackendEvent& e) const {
-  for (const auto& h : hooks_)
-    h->event(e);
+  for (const auto& h : hooks_) {
+    try {
+      h->event(e);
+    } catch (...) {
+    }
+  }
 }
 
 bool op_refusable(uint32_t opcode) {

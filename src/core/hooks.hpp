@@ -40,7 +40,8 @@
 //   Session is built; RequestInfo points into the request (its name view is valid only during the
 //   call). A mount with no hook but its Stats pays for one virtual call before and one after
 //   each request.
-// * Hooks must not throw; an exception escaping before() is treated as a refusal with EIO.
+// * Hooks must not throw. An exception escaping before() is a refusal with EIO (for a refusable
+//   opcode); one escaping after() or event() is dropped.
 #pragma once
 
 #include <array>
