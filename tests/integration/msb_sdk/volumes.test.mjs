@@ -162,8 +162,14 @@ describe('a configured default volume', () => {
   it('is what getDefault answers, with working files', async () => {
     await Volume.builder('shared').label('k', 'v').create();
     const d = await Volume.getDefault();
-    // (d.isDefault is the SDK's `kind == "host"`; sandfs's default is an ordinary named volume,
-    // docs/msb-compat.md, so it is not asserted here.)
+    // The SDK's isDefault is `kind == "host"` on the wire, which sandfs answers for the
+    // configured default on every route.
+    assert.equal(d.isDefault, true, 'getDefault marks it as the default');
+    const listed = (await Volume.list()).filter((h) => h.name === 'shared');
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0].isDefault, true, 'list marks it as the default');
+    await Volume.builder('other').create();
+    assert.equal((await Volume.get('other')).isDefault, false, 'another volume is not');
     await d.fs().write('seen.txt', 'through the default');
     assert.equal(await (await Volume.get('shared')).fs().readToString('seen.txt'),
                  'through the default');
