@@ -65,9 +65,13 @@ export async function startServer(extraArgs = []) {
   };
 }
 
-// Points the SDK (process-wide) at `srv`.
-export function useServer(srv) {
-  sdk.setDefaultBackend({ kind: 'cloud', url: srv.msbUrl, apiKey: srv.token });
+// `microsandbox/native` (the napi binding; the same module instance the SDK loads).
+export const native = (await import(
+  pathToFileURL(join(SDK_DIR, 'node_modules', 'microsandbox', 'native', 'index.cjs')).href)).default;
+
+// Points the SDK (process-wide) at `srv`, with the line docs/msb-compat.md gives users.
+export function useServer(srv, token = srv.token) {
+  native.setDefaultBackend('cloud', srv.msbUrl, token);
 }
 
 // Asserts that `promise` rejects with an instance of `cls` (an SDK error class); returns the error.

@@ -138,8 +138,20 @@ describe('volumes through the SDK', () => {
     await rejectsWith(Volume.getDefault(), sdk.VolumeNotFoundError, 'getDefault');
   });
 
+  it('works the same when the backend is set through the SDK\'s own setDefaultBackend', async () => {
+    sdk.setDefaultBackend({ kind: 'cloud', url: srv.msbUrl, apiKey: srv.token });
+    try {
+      assert.equal(sdk.defaultBackendKind(), 'cloud');
+      const name = uniqueName('js-api');
+      await Volume.builder(name).create();
+      assert.ok((await Volume.list()).some((h) => h.name === name));
+    } finally {
+      useServer(srv);
+    }
+  });
+
   it('refuses a wrong token with CloudHttpError 401', async () => {
-    sdk.setDefaultBackend({ kind: 'cloud', url: srv.msbUrl, apiKey: '0'.repeat(64) });
+    useServer(srv, '0'.repeat(64));
     try {
       const e = await rejectsWith(Volume.list(), sdk.CloudHttpError, 'list with a wrong token');
       assert.match(e.message, /401/);
