@@ -24,8 +24,9 @@
 //   bytes travel in copy_chunk pieces through a buffer owned by this copy, each piece an awaited
 //   child read and write. Either way every piece is awaited: other requests, on this mount and
 //   others, are served between pieces.
-// * The node keeps its DualFs inode number; its B pin is given back; B's name is whited out
-//   (so the B original never shows again, whatever the policy's lookup order). Handles opened on
+// * The node keeps its DualFs inode number; its B pin is given back; B's name stays hidden
+//   whatever the policy's lookup order: the copy carries copy_up_xattr (markers storage, regular
+//   files), else B's name is whited out (whiteouts.hpp). Handles opened on
 //   B before the copy-up keep reading B's object.
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -285,7 +286,7 @@ Task<Status> DualFs::copy_xattrs(InodeId b_ino, InodeId a_ino) {
     const size_t len = ::strnlen(start, names.size() - pos);
     const std::string name(start, len);
     pos += len + 1;
-    if (name.empty()) continue;
+    if (name.empty() || is_reserved_xattr(name)) continue;
     Result<XattrReply> vsize = co_await config_.b->getxattr(root, b_ino, name, 0);
     if (!vsize) {
       if (vsize.error() == ENODATA) continue;
@@ -363,6 +364,16 @@ Task<Status> DualFs::copy_up_now(const NodePtr& n, bool truncate) {
   }
   if (status) status = co_await copy_xattrs(v.b, made);
   if (status) status = co_await copy_metadata(made, from, S_ISLNK(from.mode));
+  // With persistent whiteouts the copy itself records that it hides B (whiteouts.hpp), so the
+  // copy-up makes no marker file. Linux takes user.* xattrs on regular files only: other copies,
+  // and an A that refuses the xattr, get a whiteout marker after all.
+  bool marked = false;
+  if (status && whiteouts_.storage() == WhiteoutStorage::markers && S_ISREG(from.mode)) {
+    static constexpr char mark_value[] = "1";
+    const std::span<const char> mark(mark_value, 1);
+    Status set = co_await config_.a->setxattr(root, made, copy_up_xattr, mark, 0);
+    marked = set.ok();
+  }
   if (status) {
     const std::string name = v.name;
     status = co_await config_.a->rename(root, *staging, tmp, *pa, name, 0);
@@ -378,6 +389,7 @@ Task<Status> DualFs::copy_up_now(const NodePtr& n, bool truncate) {
   give_back(drop);
   copy_ups_.fetch_add(1, std::memory_order_relaxed);
   const std::string name = v.name;
+  if (marked) co_return co_await whiteouts_.note_copy(*pa, name);
   co_return co_await whiteouts_.add(*pa, name);
 }
 

@@ -1,6 +1,8 @@
 // Name resolution through the policy, and the read-only inode operations.
 #include <sys/stat.h>
+
 #include <unistd.h>
+#include <cstring>
 
 #include "backends/dualfs/dualfs.hpp"
 #include "core/protocol/fuse_kernel.hpp"
@@ -108,7 +110,8 @@ Task<Result<bool>> DualFs::b_has_visible(const RequestContext& ctx, const NodePt
   const InodeTable::View pv = table_.view(*parent);
   if (pv.b == 0 || !config_.policy->lookup_order().contains(Side::b)) co_return false;
   if (pv.a != 0) {
-    Result<bool> hidden = co_await whiteouts_.hides(pv.a, name);
+    // A copy-up at `name` does not count: this asks what shows once A's object is gone.
+    Result<bool> hidden = co_await whiteouts_.whited_out(pv.a, name);
     if (!hidden) co_return Errno{hidden.error()};
     if (*hidden) co_return false;
   }
@@ -196,6 +199,7 @@ Task<Result<XattrReply>> DualFs::getxattr(const RequestContext& ctx, InodeId ino
   Result<NodePtr> n = node_of(ino);
   if (!n) co_return Errno{n.error()};
   if (int e = admit(OpKind::getxattr, ino, name); e != 0) co_return Errno{e};
+  if (is_reserved_xattr(name)) co_return Errno{ENODATA};  // DualFs's own (whiteouts.hpp)
   const InodeTable::View v = table_.view(**n);
   const Side s = active_side(v);
   co_return co_await fs(s).getxattr(ctx, v.on(s), name, size);
@@ -207,7 +211,38 @@ Task<Result<XattrReply>> DualFs::listxattr(const RequestContext& ctx, InodeId in
   if (int e = admit(OpKind::listxattr, ino); e != 0) co_return Errno{e};
   const InodeTable::View v = table_.view(**n);
   const Side s = active_side(v);
-  co_return co_await fs(s).listxattr(ctx, v.on(s), size);
+  Filesystem& child = fs(s);
+  // The child's whole list, without DualFs's own names (whiteouts.hpp); the sizes are the
+  // filtered list's. A list that grows between the two calls is asked for again.
+  for (int attempt = 0;; ++attempt) {
+    Result<XattrReply> sized = co_await child.listxattr(ctx, v.on(s), 0);
+    if (!sized) co_return Errno{sized.error()};
+    if (sized->size == 0) co_return XattrReply{};
+    Result<XattrReply> full = co_await child.listxattr(ctx, v.on(s), sized->size);
+    if (!full) {
+      if (full.error() == ERANGE && attempt < 3) continue;
+      co_return Errno{full.error()};
+    }
+    XattrReply out;
+    const std::vector<char>& names = full->data;
+    size_t pos = 0;
+    while (pos < names.size()) {
+      const size_t len = ::strnlen(names.data() + pos, names.size() - pos);
+      const std::string_view one(names.data() + pos, len);
+      if (!one.empty() && !is_reserved_xattr(one)) {
+        out.data.insert(out.data.end(), one.begin(), one.end());
+        out.data.push_back('\0');
+      }
+      pos += len + 1;
+    }
+    out.size = static_cast<uint32_t>(out.data.size());
+    if (size == 0) {
+      out.data.clear();
+      co_return out;
+    }
+    if (size < out.size) co_return Errno{ERANGE};
+    co_return out;
+  }
 }
 
 }  // namespace sandfs::dualfs

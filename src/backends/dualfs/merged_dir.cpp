@@ -37,7 +37,15 @@ Task<Result<std::shared_ptr<DirSnapshot>>> DualFs::snapshot(const RequestContext
     if (!listing) co_return Errno{listing.error()};
     for (ChildDirEntry& e : *listing) {
       if (is_reserved(e.name)) continue;
-      if (s == Side::b && marks && marks->names.count(e.name) != 0) continue;
+      if (s == Side::b && marks) {
+        if (marks->whited_out(e.name) || marks->copied.count(e.name) != 0) continue;
+        if (marks->a_files.count(e.name) != 0 && marks->not_copied.count(e.name) == 0) {
+          // A name A also has: hidden when A's object is a copy-up (checked once per name).
+          Result<bool> hidden = co_await whiteouts_.hides(v.a, e.name);
+          if (!hidden) co_return Errno{hidden.error()};
+          if (*hidden) continue;
+        }
+      }
       if (!seen.insert(e.name).second) continue;
       const InodeId ino = table_.ino_for_listing(s, e.ino);
       snap->items.push_back({std::move(e.name), ino, e.dtype});

@@ -35,6 +35,7 @@ Task<Status> DualFs::setxattr(const RequestContext& ctx, InodeId ino, std::strin
   Result<NodePtr> n = node_of(ino);
   if (!n) co_return Errno{n.error()};
   if (int e = admit(OpKind::setxattr, ino, name); e != 0) co_return Errno{e};
+  if (is_reserved_xattr(name)) co_return Errno{EPERM};  // DualFs's own (whiteouts.hpp)
   Status up = co_await make_changeable(*n, false);
   if (!up) co_return up;
   const InodeId a_ino = table_.view(**n).a;
@@ -45,6 +46,7 @@ Task<Status> DualFs::removexattr(const RequestContext& ctx, InodeId ino, std::st
   Result<NodePtr> n = node_of(ino);
   if (!n) co_return Errno{n.error()};
   if (int e = admit(OpKind::removexattr, ino, name); e != 0) co_return Errno{e};
+  if (is_reserved_xattr(name)) co_return Errno{ENODATA};
   // Nothing to remove is not a reason to copy up.
   const InodeTable::View v = table_.view(**n);
   if (v.a == 0) {

@@ -82,10 +82,12 @@ Task<Status> DualFs::rename(const RequestContext& ctx, InodeId parent, std::stri
     Result<InodeId> qa = co_await a_dir_of(*q);
     if (!qa) co_return Errno{qa.error()};
 
-    // Which B names would show once A's objects have moved.
+    // Which B names would show once A's objects have moved. An exchange keeps both names, but a
+    // copy-up hides B only while it is at its own name (whiteouts.hpp): where B shows a name, it
+    // is whited out before the exchange.
     bool whiteout_old = false;
     bool whiteout_new = false;
-    if (!exchange) {
+    if (!exchange || may_hide_b() == 0) {
       Result<bool> old_b = co_await b_has_visible(ctx, *p, name);
       if (!old_b) co_return Errno{old_b.error()};
       whiteout_old = *old_b;
@@ -100,9 +102,13 @@ Task<Status> DualFs::rename(const RequestContext& ctx, InodeId parent, std::stri
       Status added = co_await whiteouts_.add(*qa, new_name);
       if (!added) co_return added;
     }
+    if (exchange && whiteout_old) {
+      Status added = co_await whiteouts_.add(*pa, name);
+      if (!added) co_return added;
+    }
     Status moved = co_await config_.a->rename(ctx, *pa, name, *qa, new_name, flags);
     if (!moved) co_return moved;
-    if (whiteout_old) {
+    if (whiteout_old && !exchange) {
       Status added = co_await whiteouts_.add(*pa, name);
       if (!added) co_return added;
     }

@@ -1,5 +1,6 @@
 #include "backends/dualfs/whiteouts.hpp"
 
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include <vector>
@@ -30,6 +31,7 @@ Task<Result<std::shared_ptr<const DirMarks>>> Whiteouts::marks(InodeId dir) {
     Result<std::vector<ChildDirEntry>> listing = co_await list_child_dir(a_, ctx, dir);
     if (!listing) co_return Errno{listing.error()};
     for (const ChildDirEntry& e : *listing) {
+      if (e.dtype != DT_DIR && !is_reserved(e.name)) loaded->a_files.insert(e.name);
       if (e.name == opaque_marker) {
         loaded->opaque = true;
       } else if (e.name.size() > whiteout_prefix.size() &&
@@ -45,22 +47,76 @@ Task<Result<std::shared_ptr<const DirMarks>>> Whiteouts::marks(InodeId dir) {
   co_return it->second;
 }
 
-Task<Result<bool>> Whiteouts::hides(InodeId dir, std::string_view name) {
-  Result<std::shared_ptr<const DirMarks>> m = co_await marks(dir);
-  if (!m) co_return Errno{m.error()};
-  co_return (*m)->opaque || (*m)->names.find(name) != (*m)->names.end();
-}
-
-void Whiteouts::update(InodeId dir, const std::shared_ptr<const DirMarks>& base, bool opaque,
-                       std::string_view name) {
+template <class F>
+void Whiteouts::change(InodeId dir, const std::shared_ptr<const DirMarks>& base, F&& change) {
   std::lock_guard lock(mu_);
   // Start from the newest snapshot, which may already have changes made after `base`.
   auto it = dirs_.find(dir);
   const DirMarks& from = it != dirs_.end() ? *it->second : *base;
   auto next = std::make_shared<DirMarks>(from);
-  if (opaque) next->opaque = true;
-  if (!name.empty()) next->names.emplace(name);
+  change(*next);
   dirs_[dir] = std::move(next);
+}
+
+Task<Result<bool>> Whiteouts::whited_out(InodeId dir, std::string_view name) {
+  Result<std::shared_ptr<const DirMarks>> m = co_await marks(dir);
+  if (!m) co_return Errno{m.error()};
+  co_return (*m)->whited_out(name);
+}
+
+Task<Result<bool>> Whiteouts::is_copy(InodeId dir, std::string_view name) {
+  const RequestContext ctx = server_ctx();
+  Result<Entry> there = co_await a_.lookup(ctx, dir, name);
+  if (!there) {
+    if (there.error() == ENOENT) co_return false;
+    co_return Errno{there.error()};
+  }
+  if (there->ino == 0) co_return false;
+  const InodeId ino = there->ino;
+  bool copy = false;
+  if (!S_ISDIR(there->attr.mode)) {
+    Result<XattrReply> mark = co_await a_.getxattr(ctx, ino, copy_up_xattr, 0);
+    copy = mark.ok();
+  }
+  a_.forget(ino, 1);
+  co_return copy;
+}
+
+Task<Result<bool>> Whiteouts::hides(InodeId dir, std::string_view name) {
+  Result<std::shared_ptr<const DirMarks>> m = co_await marks(dir);
+  if (!m) co_return Errno{m.error()};
+  const DirMarks& d = **m;
+  if (d.whited_out(name) || d.copied.count(name) != 0) co_return true;
+  if (d.a_files.count(name) == 0 || d.not_copied.count(name) != 0) co_return false;
+  Result<bool> copy = co_await is_copy(dir, name);
+  if (!copy) co_return Errno{copy.error()};
+  const bool is = *copy;
+  change(dir, *m, [&](DirMarks& next) {
+    if (is) {
+      next.copied.emplace(name);
+    } else {
+      next.not_copied.emplace(name);
+    }
+  });
+  co_return is;
+}
+
+void Whiteouts::update(InodeId dir, const std::shared_ptr<const DirMarks>& base, bool opaque,
+                       std::string_view name) {
+  change(dir, base, [&](DirMarks& next) {
+    if (opaque) next.opaque = true;
+    if (!name.empty()) next.names.emplace(name);
+  });
+}
+
+Task<Status> Whiteouts::note_copy(InodeId dir, std::string_view name) {
+  Result<std::shared_ptr<const DirMarks>> m = co_await marks(dir);
+  if (!m) co_return Errno{m.error()};
+  change(dir, *m, [&](DirMarks& next) {
+    next.copied.emplace(name);
+    next.not_copied.erase(std::string(name));
+  });
+  co_return ok_status();
 }
 
 Task<Status> Whiteouts::make_marker(InodeId dir, const std::string& marker) {

@@ -1,6 +1,7 @@
 // Whiteouts and opaque directories kept as markers in a PassthroughFs A: hidden from the guest,
 // still in force after a remount.
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -99,4 +100,94 @@ TEST_CASE("mounting removes copy-up temporaries a crash left in staging",
   f.B.put("x", "1");
   REQUIRE(f.write("x", "2").ok());
   CHECK(*f.read("x") == "2");
+}
+
+TEST_CASE("a copy-up in a persistent A hides B by a mark on the copy, across remounts",
+          "[dualfs][copyup][whiteout][persistent]") {
+  HostDir upper;
+  auto populate = [](DualFixture& f) {
+    f.B.put("d/c", "orig-c");
+    f.B.put("d/r", "orig-r");
+    f.B.put("d/u", "orig-u");
+  };
+  auto mount = [&] {
+    auto f = std::make_unique<DualFixture>(read_b_write_a_policy(), size_t{1} << 20,
+                                           passthrough_at(upper.path()), WhiteoutStorage::markers);
+    populate(*f);
+    return f;
+  };
+  {
+    auto f = mount();
+    REQUIRE(f->write("d/c", "new-c", O_WRONLY | O_TRUNC).ok());
+    REQUIRE(f->write("d/r", "new-r", O_WRONLY | O_TRUNC).ok());
+    REQUIRE(f->write("d/u", "new-u", O_WRONLY | O_TRUNC).ok());
+    CHECK(f->fs->copy_ups() == 3);
+    // No marker file: the copy carries the mark, set before it was renamed into place.
+    CHECK_FALSE(upper.has("d/.sandfs-dual.wh.c"));
+    CHECK(::getxattr((upper.path() + "/d/c").c_str(), "user.sandfs-dual.copy-up", nullptr, 0) > 0);
+    CHECK(*f->read("d/c") == "new-c");
+    CHECK(f->names("d") == std::vector<std::string>{"c", "r", "u"});
+    // The guest never sees the mark.
+    const InodeId c = f->ino("d/c");
+    Result<XattrReply> names = run_coro(f->fs->listxattr(f->ctx, c, 0));
+    REQUIRE(names.ok());
+    CHECK(names->size == 0);
+    Result<XattrReply> mark = run_coro(f->fs->getxattr(f->ctx, c, "user.sandfs-dual.copy-up", 0));
+    CHECK(mark.error() == ENODATA);
+    const std::string v = "x";
+    CHECK(run_coro(f->fs->setxattr(f->ctx, c, "user.sandfs-dual.copy-up", v, 0)).error() == EPERM);
+    CHECK(run_coro(f->fs->removexattr(f->ctx, c, "user.sandfs-dual.copy-up")).error() == ENODATA);
+    // Renaming a copy away leaves a whiteout where it was.
+    REQUIRE(f->rename("d/r", "d/r2").ok());
+    CHECK(upper.has("d/.sandfs-dual.wh.r"));
+  }
+  {
+    auto g = mount();
+    CHECK(*g->read("d/c") == "new-c");
+    CHECK(*g->read("d/u") == "new-u");
+    CHECK(g->lookup("d/r").error() == ENOENT);
+    CHECK(g->names("d") == std::vector<std::string>{"c", "r2", "u"});
+    // Unlinking a copy made by an earlier mount never brings B's file back.
+    REQUIRE(g->unlink("d/u").ok());
+    CHECK(g->lookup("d/u").error() == ENOENT);
+    CHECK(upper.has("d/.sandfs-dual.wh.u"));
+  }
+  {
+    auto h = mount();
+    CHECK(h->lookup("d/u").error() == ENOENT);
+    CHECK(h->lookup("d/r").error() == ENOENT);
+    CHECK(*h->read("d/c") == "new-c");
+    CHECK(h->names("d") == std::vector<std::string>{"c", "r2"});
+  }
+}
+
+TEST_CASE("an A file that is no copy-up does not hide B under a B-first policy",
+          "[dualfs][copyup][persistent]") {
+  HostDir upper;
+  DualFixture f(read_b_write_a_policy(), size_t{1} << 20, passthrough_at(upper.path()),
+                WhiteoutStorage::markers);
+  f.B.put("d/both", "from B");
+  f.A.put("d/both", "from A");
+  CHECK(*f.read("d/both") == "from B");
+  CHECK(f.names("d") == std::vector<std::string>{"both"});
+  CHECK(f.fs->copy_ups() == 0);
+}
+
+TEST_CASE("exchanging a copy-up with an A file keeps B's name hidden",
+          "[dualfs][copyup][rename][persistent]") {
+  HostDir upper;
+  DualFixture f(read_b_write_a_policy(), size_t{1} << 20, passthrough_at(upper.path()),
+                WhiteoutStorage::markers);
+  f.B.put("d/x", "B's x");
+  REQUIRE(f.write("d/x", "copy", O_WRONLY | O_TRUNC).ok());
+  REQUIRE(f.create("d/z", "A's z").ok());
+  REQUIRE(f.rename("d/x", "d/z", RENAME_EXCHANGE).ok());
+  CHECK(*f.read("d/x") == "A's z");
+  CHECK(*f.read("d/z") == "copy");
+  CHECK(f.names("d") == std::vector<std::string>{"x", "z"});
+  DualFixture g(read_b_write_a_policy(), size_t{1} << 20, passthrough_at(upper.path()),
+                WhiteoutStorage::markers);
+  g.B.put("d/x", "B's x");
+  CHECK(*g.read("d/x") == "A's z");
+  CHECK(*g.read("d/z") == "copy");
 }
