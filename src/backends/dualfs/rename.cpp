@@ -98,6 +98,24 @@ Task<Status> DualFs::rename(const RequestContext& ctx, InodeId parent, std::stri
     if (whiteout_old || whiteout_new) {
       if (int e = may_hide_b(); e != 0) co_return Errno{e};
     }
+    if (whiteout_new && !exchange && d && !s->is_dir() && table_.view(*d).a == 0) {
+      // B's object at the new name hid an A directory there (a policy that looks at B first):
+      // A's rename cannot put a file over a directory, so that directory goes first.
+      Result<Entry> shadow = co_await config_.a->lookup(ctx, *qa, new_name);
+      if (!shadow && shadow.error() != ENOENT) co_return Errno{shadow.error()};
+      if (shadow && shadow->ino != 0) {
+        const InodeId shadow_ino = shadow->ino;
+        const bool shadow_dir = S_ISDIR(shadow->attr.mode);
+        config_.a->forget(shadow_ino, 1);
+        if (shadow_dir) {
+          Status cleared = co_await whiteouts_.clear(shadow_ino);
+          if (!cleared) co_return cleared;
+          Status removed = co_await config_.a->rmdir(ctx, *qa, new_name);
+          if (!removed) co_return removed;
+          whiteouts_.forget_dir(shadow_ino);
+        }
+      }
+    }
     if (whiteout_new) {
       Status added = co_await whiteouts_.add(*qa, new_name);
       if (!added) co_return added;

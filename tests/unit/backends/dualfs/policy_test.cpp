@@ -230,3 +230,29 @@ TEST_CASE("a user policy can refuse an operation before it runs", "[dualfs][poli
   CHECK(*f.read("keep") == "x");
   CHECK(f.A.exists("keep") == false);
 }
+
+TEST_CASE("read-b-write-a: an A object a B name hid never shows through once the name goes",
+          "[dualfs][policy]") {
+  DualFixture f(read_b_write_a_policy());
+  f.A.put("file", "hidden A file");
+  f.B.put("file", "B file");
+  f.A.mkdirs("over");  // an empty A directory under a B file of that name
+  f.B.put("over", "B file over A dir");
+  f.B.mkdirs("d");
+  f.A.put("d", "hidden A file under a B directory");
+  CHECK(*f.read("file") == "B file");
+  REQUIRE(f.unlink("file").ok());
+  CHECK(f.lookup("file").error() == ENOENT);
+  CHECK_FALSE(f.A.exists("file"));
+
+  REQUIRE(f.create("src", "S").ok());
+  REQUIRE(f.rename("src", "over").ok());
+  CHECK(*f.read("over") == "S");
+  CHECK(*f.A.content("over") == "S");
+
+  REQUIRE(f.rmdir("d").ok());
+  CHECK(f.lookup("d").error() == ENOENT);
+  CHECK(f.names("") == std::vector<std::string>{"over"});
+  CHECK(*f.B.content("file") == "B file");
+  CHECK(f.B.exists("d"));
+}
