@@ -23,6 +23,17 @@ export async function startServer(extraArgs = []) {
   const proc = spawn(SANDFSD, ['serve', '--data-dir', join(dataDir, 'data'), '--listen',
                                '127.0.0.1:0', '--log-level', 'warn', ...extraArgs],
                      { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Should this process end without its after() hooks (an uncaught error, a runner timeout), the
+  // server must not outlive it.
+  const killOnExit = () => {
+    proc.kill('SIGKILL');
+    try {
+      rmSync(dataDir, { recursive: true, force: true });
+    } catch {
+      // best effort (e.g. a mount left inside it); the kill is what matters
+    }
+  };
+  process.on('exit', killOnExit);
   let log = '';
   const port = await new Promise((resolve, reject) => {
     proc.stderr.setEncoding('utf8');
@@ -34,6 +45,10 @@ export async function startServer(extraArgs = []) {
     proc.on('error', (e) => reject(new Error(`cannot start ${SANDFSD}: ${e.message}`)));
     proc.on('exit', (code, sig) =>
       reject(new Error(`sandfsd serve exited (${code ?? sig}) before it was ready:\n${log}`)));
+  }).catch((e) => {
+    process.off('exit', killOnExit);
+    rmSync(dataDir, { recursive: true, force: true });
+    throw e;
   });
   proc.stderr.on('data', (chunk) => process.stderr.write(`sandfsd: ${chunk}`));
   const token = readFileSync(join(dataDir, 'data', 'token'), 'utf8').trim();
@@ -58,6 +73,7 @@ export async function startServer(extraArgs = []) {
         proc.kill('SIGTERM');
         await exited;
       }
+      process.off('exit', killOnExit);
       rmSync(dataDir, { recursive: true, force: true });
       assert.equal(proc.exitCode, 0,
                    `sandfsd serve exited with ${proc.exitCode ?? proc.signalCode} (log above)`);
