@@ -179,6 +179,7 @@ Task<Status> DualFs::copy_data(InodeId b_ino, InodeId a_ino, HandleId a_fh, uint
   Result<OpenReply> src = co_await config_.b->open(root, b_ino, O_RDONLY, false);
   if (!src) co_return Errno{src.error()};
   CopyJob job{b_ino, src->fh, a_ino, a_fh};
+  job.size = size;
   // copy_file_range between the two host files when both sides have them (copy_up.hpp).
   job.host_in = config_.host_copy ? config_.b->host_fd(b_ino, job.b_fh) : -1;
   Status status = co_await copy_extents(job, size);
@@ -243,8 +244,9 @@ Task<Result<uint64_t>> DualFs::copy_range(CopyJob& job, uint64_t offset, uint64_
       continue;
     }
     if (job.buffer.empty()) {
+      // One buffer for the whole file: the chunk, or less for a smaller file.
       const uint64_t chunk = std::clamp<uint64_t>(config_.copy_chunk, 1, uint64_t{1} << 30);
-      job.buffer.resize(static_cast<size_t>(std::min<uint64_t>(chunk, end - offset)));
+      job.buffer.resize(static_cast<size_t>(std::min<uint64_t>(chunk, std::max(job.size, end))));
     }
     const size_t want = static_cast<size_t>(std::min<uint64_t>(end - offset, job.buffer.size()));
     iovec in{job.buffer.data(), want};

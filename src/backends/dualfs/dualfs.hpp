@@ -230,6 +230,7 @@ class DualFs final : public Filesystem {
     HandleId b_fh = 0;
     InodeId a_ino = 0;
     HandleId a_fh = 0;
+    uint64_t size = 0;         // B's size when the copy began
     int host_in = -1;          // B's host fd while copy_file_range works, else -1
     std::vector<char> buffer;  // the read/write path's buffer, allocated on first use
   };

@@ -206,3 +206,29 @@ TEST_CASE("requests are served between the pieces of a copy_file_range copy-up",
   CHECK(served_at < 16);  // answered while the copy-up still had pieces to go
   CHECK(f.fs->host_copied_bytes() == 16 * host_chunk);
 }
+
+TEST_CASE("copy-up through the buffer reads whole chunks after a small first extent",
+          "[dualfs][copyup]") {
+  DualFixture f(read_b_write_a_policy(), 64 * 1024);
+  const InodeId b_ino = f.B.put("f", "");
+  Result<OpenReply> o = run_coro(f.B.fs->open(f.B.ctx, b_ino, O_RDWR, false));
+  REQUIRE(o.ok());
+  std::string head = pattern(4096);
+  std::string body = pattern(256 * 1024);
+  for (auto [data, at] : {std::pair{&head, uint64_t{0}}, std::pair{&body, uint64_t{1} << 20}}) {
+    iovec iov{data->data(), data->size()};
+    IoVecs src{std::span<const iovec>(&iov, 1), data->size()};
+    REQUIRE(run_coro(f.B.fs->write(f.B.ctx, b_ino, o->fh, at, src, false)).ok());
+  }
+  REQUIRE(run_coro(f.B.fs->release(f.B.ctx, b_ino, o->fh, 0)).ok());
+  SetAttrIn chmod;
+  chmod.valid = fuse::FATTR_MODE;
+  chmod.mode = 0600;
+  REQUIRE(f.setattr("f", chmod).ok());
+  std::string expected((1 << 20) + body.size(), '\0');
+  expected.replace(0, head.size(), head);
+  expected.replace(1 << 20, body.size(), body);
+  CHECK(*f.read("f") == expected);
+  CHECK(f.fs->copied_bytes() == head.size() + body.size());
+  CHECK(f.b->reads == 1 + 4);  // the 4 KiB extent, then 256 KiB in 64 KiB pieces
+}
