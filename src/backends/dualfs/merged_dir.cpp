@@ -39,7 +39,7 @@ Task<Result<std::shared_ptr<DirSnapshot>>> DualFs::snapshot(const RequestContext
       if (is_reserved(e.name)) continue;
       if (s == Side::b && marks) {
         if (marks->whited_out(e.name) || marks->copied.count(e.name) != 0) continue;
-        if (marks->a_files.count(e.name) != 0 && marks->not_copied.count(e.name) == 0) {
+        if (marks->unchecked_candidate(e.name)) {
           // A name A also has: hidden when A's object is a copy-up (checked once per name).
           Result<bool> hidden = co_await whiteouts_.hides(v.a, e.name);
           if (!hidden) co_return Errno{hidden.error()};

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "backends/dualfs/child_listing.hpp"
@@ -31,7 +32,9 @@ Task<Result<std::shared_ptr<const DirMarks>>> Whiteouts::marks(InodeId dir) {
     Result<std::vector<ChildDirEntry>> listing = co_await list_child_dir(a_, ctx, dir);
     if (!listing) co_return Errno{listing.error()};
     for (const ChildDirEntry& e : *listing) {
-      if (e.dtype != DT_DIR && !is_reserved(e.name)) loaded->a_files.insert(e.name);
+      if (e.dtype != DT_DIR && !is_reserved(e.name)) {
+        loaded->a_files.push_back(DirMarks::name_hash(e.name));
+      }
       if (e.name == opaque_marker) {
         loaded->opaque = true;
       } else if (e.name.size() > whiteout_prefix.size() &&
@@ -39,6 +42,7 @@ Task<Result<std::shared_ptr<const DirMarks>>> Whiteouts::marks(InodeId dir) {
         loaded->names.insert(e.name.substr(whiteout_prefix.size()));
       }
     }
+    std::sort(loaded->a_files.begin(), loaded->a_files.end());
   }
   // A concurrent loader may have been first; both read the same markers, keep the first.
   std::lock_guard lock(mu_);
@@ -87,7 +91,7 @@ Task<Result<bool>> Whiteouts::hides(InodeId dir, std::string_view name) {
   if (!m) co_return Errno{m.error()};
   const DirMarks& d = **m;
   if (d.whited_out(name) || d.copied.count(name) != 0) co_return true;
-  if (d.a_files.count(name) == 0 || d.not_copied.count(name) != 0) co_return false;
+  if (!d.unchecked_candidate(name)) co_return false;
   Result<bool> copy = co_await is_copy(dir, name);
   if (!copy) co_return Errno{copy.error()};
   const bool is = *copy;

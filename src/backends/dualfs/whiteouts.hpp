@@ -31,12 +31,16 @@
 // Thread-safe; the cache lock is never held across a co_await.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/filesystem.hpp"
 
@@ -67,11 +71,18 @@ struct DirMarks {
   bool opaque = false;
   std::set<std::string, std::less<>> names;  // whited-out names
   // Copy-ups (markers storage): known copy-ups, names checked and found not to be one, and the
-  // non-directories the A directory held when its markers were read (the candidates).
+  // non-directories the A directory held when its markers were read (the candidates), kept as
+  // sorted name hashes: 8 bytes a name, a collision only costs a check.
   std::set<std::string, std::less<>> copied;
   std::set<std::string, std::less<>> not_copied;
-  std::set<std::string, std::less<>> a_files;
+  std::vector<uint64_t> a_files;
   bool whited_out(std::string_view name) const { return opaque || names.count(name) != 0; }
+  static uint64_t name_hash(std::string_view name) { return std::hash<std::string_view>()(name); }
+  // A's object `name` may be a copy-up nobody has checked yet.
+  bool unchecked_candidate(std::string_view name) const {
+    return copied.count(name) == 0 && not_copied.count(name) == 0 &&
+           std::binary_search(a_files.begin(), a_files.end(), name_hash(name));
+  }
 };
 
 class Whiteouts {
