@@ -20,7 +20,7 @@ Command parse(std::string_view command, std::vector<std::string_view> args) {
 
 }  // namespace
 
-TEST_CASE("--deny is repeatable and keeps its rules in order", "[cli][deny]") {
+TEST_CASE("mount --deny is repeatable and keeps its rules in order", "[cli][deny]") {
   Command c =
       parse("mount", {"--deny", "UNLINK=EACCES", "--deny=setxattr", "--deny", "MKNOD=30", "/mnt"});
   INFO(c.error);
@@ -40,7 +40,7 @@ TEST_CASE("--deny is repeatable and keeps its rules in order", "[cli][deny]") {
   CHECK(v.mount.deny[0].opcode == fuse::FUSE_RMDIR);
 }
 
-TEST_CASE("--deny errors name the flag and what is wrong", "[cli][deny]") {
+TEST_CASE("mount --deny errors name the flag and what is wrong", "[cli][deny]") {
   Command c = parse("mount", {"--deny", "UNLNK", "/mnt"});
   REQUIRE(c.kind == Command::Kind::error);
   CHECK(c.error.find("--deny: unknown operation 'UNLNK'") != std::string::npos);
