@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -212,6 +213,85 @@ TEST_CASE("concurrent writers of one lower file see one copy-up", "[dualfs]") {
   CHECK(now.substr(0, 8) == "01234567");
   CHECK(now.substr(8) == data.substr(8));
   m.unmount();
+}
+
+// Many copy-ups at once over host directories: different files in a few lower-only directories
+// (so their parents are promoted concurrently), one file written by everyone, and getattr of
+// other files all the while. Every file ends with B's data plus exactly its writers' appends, B
+// is untouched, and all of it is still there after a remount.
+TEST_CASE("concurrent copy-ups of different files and of one file over host directories",
+          "[dualfs]") {
+  HostDir low("low");
+  HostDir up("up");
+  constexpr int dirs = 4;
+  constexpr int files = 48;
+  constexpr int threads = 8;
+  auto rel = [](int f) { return "d" + std::to_string(f % dirs) + "/sub/f" + std::to_string(f); };
+  auto lower_data = [](int f) {
+    return std::string(static_cast<size_t>(f) * 4096 + 7, 'a' + f % 26);
+  };
+  for (int f = 0; f < files; ++f)
+    put(low / rel(f), lower_data(f));
+  put(low / "shared", "base\n");
+  put(low / "watched", "w");
+  {
+    MountedFs m(dual_spec("passthrough:" + up.path(), low.path(), "read-b-write-a"));
+    INFO(m.log_tail());
+    std::atomic<bool> done{false};
+    std::atomic<int> stat_failures{0};
+    std::thread watcher([&] {
+      struct stat st {};
+      while (!done.load()) {
+        if (::stat(m.path("watched").c_str(), &st) != 0 || st.st_size != 1) stat_failures++;
+      }
+    });
+    std::atomic<int> write_failures{0};
+    std::vector<std::thread> writers;
+    for (int t = 0; t < threads; ++t) {
+      writers.emplace_back([&, t] {
+        for (int f = t; f < files; f += threads) {
+          const int fd = ::open(m.path(rel(f)).c_str(), O_WRONLY | O_APPEND);
+          const std::string tail = "+" + std::to_string(f);
+          if (fd < 0 || ::write(fd, tail.data(), tail.size()) != static_cast<ssize_t>(tail.size()))
+            write_failures++;
+          if (fd >= 0) ::close(fd);
+        }
+        const int fd = ::open(m.path("shared").c_str(), O_WRONLY | O_APPEND);
+        const char line[3] = {static_cast<char>('0' + t), '\n', 0};
+        if (fd < 0 || ::write(fd, line, 2) != 2) write_failures++;
+        if (fd >= 0) ::close(fd);
+      });
+    }
+    for (std::thread& t : writers)
+      t.join();
+    done = true;
+    watcher.join();
+    CHECK(write_failures == 0);
+    CHECK(stat_failures == 0);
+    m.unmount();
+  }
+  for (int f = 0; f < files; ++f) {
+    INFO(rel(f));
+    CHECK(slurp(low / rel(f)) == lower_data(f));
+  }
+  CHECK(slurp(low / "shared") == "base\n");
+  MountedFs again(dual_spec("passthrough:" + up.path(), low.path(), "read-b-write-a"));
+  INFO(again.log_tail());
+  for (int f = 0; f < files; ++f) {
+    INFO(rel(f));
+    CHECK(slurp(again.path(rel(f))) == lower_data(f) + "+" + std::to_string(f));
+    CHECK(slurp(up / rel(f)) == lower_data(f) + "+" + std::to_string(f));
+  }
+  std::string shared = slurp(again.path("shared"));
+  REQUIRE(shared.rfind("base\n", 0) == 0);
+  std::vector<char> seen;
+  for (size_t i = 5; i + 1 < shared.size() + 1; i += 2) {
+    CHECK(shared[i + 1] == '\n');
+    seen.push_back(shared[i]);
+  }
+  std::sort(seen.begin(), seen.end());
+  CHECK(seen == std::vector<char>{'0', '1', '2', '3', '4', '5', '6', '7'});
+  again.unmount();
 }
 
 namespace {
