@@ -19,49 +19,17 @@
 
 #include <catch2/catch.hpp>
 
+#include "host_files.hpp"
 #include "mount_fixture.hpp"
 
+using sandfs::it::exists;
+using sandfs::it::HostDir;
 using sandfs::it::MountedFs;
 using sandfs::it::MountSpec;
+using sandfs::it::put;
+using sandfs::it::slurp;
 
 namespace {
-
-class HostDir {
- public:
-  explicit HostDir(const char* tag) {
-    std::string pattern = std::string("/tmp/sandfs-dualit-") + tag + "-XXXXXX";
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~HostDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-void put(const std::string& path, const std::string& content) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-  REQUIRE(out.good());
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0;
-}
 
 std::vector<std::string> names(const std::string& dir) {
   std::vector<std::string> out;

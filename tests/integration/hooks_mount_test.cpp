@@ -18,30 +18,17 @@
 
 #include <catch2/catch.hpp>
 
+#include "host_files.hpp"
 #include "mount_fixture.hpp"
 
+using sandfs::it::exists;
+using sandfs::it::HostDir;
 using sandfs::it::MountedFs;
 using sandfs::it::MountSpec;
+using sandfs::it::put;
+using sandfs::it::slurp;
 
 namespace {
-
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0;
-}
-
-void put(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-  REQUIRE(out.good());
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Stops the server the way a user does (SIGTERM: it unmounts and exits) and returns its log.
 std::string stop_and_log(MountedFs& m) {
@@ -51,24 +38,6 @@ std::string stop_and_log(MountedFs& m) {
   CHECK_FALSE(MountedFs::is_mounted(m.dir()));
   return m.log_tail();
 }
-
-class HostDir {
- public:
-  explicit HostDir(const char* tag) {
-    std::string pattern = std::string("/tmp/sandfs-hooksit-") + tag + "-XXXXXX";
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~HostDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 }  // namespace
 
