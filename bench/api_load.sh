@@ -24,29 +24,12 @@ if [ -z "${SANDFSD:-}" ] || [ -z "${API_LOAD:-}" ]; then
 fi
 
 work=$(mktemp -d "$DATA_PARENT/sandfs-bench-api-XXXXXX")
-server=
-cleanup() {
-  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$((20000 + RANDOM % 20000))
-"$SANDFSD" serve --data-dir "$work/data" --listen "127.0.0.1:$port" 2>"$work/server.log" &
-server=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || { cat "$work/server.log" >&2; exit 1; }
-token=$(cat "$work/data/token")
+. bench/lib/serve.sh
+bench_serve_start
 api() { "$API_LOAD" --server "127.0.0.1:$port" --token "$token" "$@"; }
 
 # The catalog for get/list: VOLUMES volumes, made through the API.
-seq "$VOLUMES" | xargs -P 4 -I{} curl -sf -o /dev/null -H "Authorization: Bearer $token" \
-  -H 'Content-Type: application/json' -d '{"name":"v{}"}' "http://127.0.0.1:$port/v1/volumes"
-curl -sf -o /dev/null -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-  -d '{"name":"bench"}' "http://127.0.0.1:$port/v1/volumes"
+bench_make_volumes "$VOLUMES"
 # The host baseline: the same number of directories next to one another.
 mkdir -p "$work/direct/bench"
 for i in $(seq "$VOLUMES"); do mkdir "$work/direct/v$i"; done

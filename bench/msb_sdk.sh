@@ -28,31 +28,12 @@ MSB_SDK_DIR=$(tests/integration/msb_sdk/install.sh)
 export MSB_SDK_DIR
 
 work=$(mktemp -d "$DATA_PARENT/sandfs-bench-msb-XXXXXX")
-server=
-cleanup() {
-  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$((20000 + RANDOM % 20000))
-"$SANDFSD" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn \
-  2>"$work/server.log" &
-server=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || { cat "$work/server.log" >&2; exit 1; }
-token_file=$work/data/token
-token=$(cat "$token_file")
+. bench/lib/serve.sh
+bench_serve_start --log-level warn
 auth=(-H "Authorization: Bearer $token")
 
 # The catalog for list, the volume for write/read and its 4 KiB file to read.
-seq "$VOLUMES" | xargs -P 4 -I{} curl -sf -o /dev/null "${auth[@]}" \
-  -H 'Content-Type: application/json' -d '{"name":"v{}"}' "http://127.0.0.1:$port/v1/volumes"
-curl -sf -o /dev/null "${auth[@]}" -H 'Content-Type: application/json' -d '{"name":"bench"}' \
-  "http://127.0.0.1:$port/v1/volumes"
+bench_make_volumes "$VOLUMES"
 head -c 4096 /dev/urandom >"$work/r4k"
 curl -sf -o /dev/null "${auth[@]}" -X PUT --data-binary @"$work/r4k" \
   "http://127.0.0.1:$port/v1/volumes/bench/files/r4k"
