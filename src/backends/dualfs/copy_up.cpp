@@ -17,13 +17,15 @@
 //   `truncate` (O_TRUNC opens, truncation to zero) no data is copied.
 // * A regular file's data: the copy first gets B's size, then B's data extents are copied
 //   (SEEK_DATA/SEEK_HOLE through B's lseek; where B has no hole map everything is data), so holes
-//   stay holes. When B's handle has a host fd (Filesystem::host_fd) and A takes copies from one
-//   (Filesystem::copy_from_host_fd: PassthroughFs over PassthroughFs), each extent goes by
-//   copy_file_range(2) in host_copy_chunk pieces, each a job on the blocking pool. Otherwise, or
-//   from the first EXDEV/EINVAL/EOPNOTSUPP/ENOSYS on (other host filesystems, a MemFs side), the
-//   bytes travel in copy_chunk pieces through a buffer owned by this copy, each piece an awaited
-//   child read and write. Either way every piece is awaited: other requests, on this mount and
-//   others, are served between pieces.
+//   stay holes; a file of at most dense_copy_max bytes whose allocated blocks cover its size
+//   has no holes and is copied in one pass from offset 0, without either step. When B's handle has
+//   a host fd (Filesystem::host_fd) and A takes copies from one (Filesystem::copy_from_host_fd:
+//   PassthroughFs over PassthroughFs), each extent goes by copy_file_range(2) in host_copy_chunk
+//   pieces, each a job on the blocking pool. Otherwise, or from the first
+//   EXDEV/EINVAL/EOPNOTSUPP/ENOSYS on (other host filesystems, a MemFs side), the bytes travel in
+//   copy_chunk pieces through a buffer owned by this copy, each piece an awaited child read and
+//   write. Either way every piece is awaited: other requests, on this mount and others, are served
+//   between pieces.
 // * The node keeps its DualFs inode number; its B pin is given back; B's name stays hidden
 //   whatever the policy's lookup order: the copy carries copy_up_xattr (markers storage, regular
 //   files), else B's name is whited out (whiteouts.hpp). Handles opened on
@@ -50,6 +52,9 @@ namespace {
 RequestContext server_ctx() {
   return RequestContext{};
 }
+
+// The largest file copied without its hole map when its blocks cover its size (copy_data).
+constexpr uint64_t dense_copy_max = 64 * 1024;
 
 bool unsupported(int e) {
   return e == EOPNOTSUPP || e == ENOSYS || e == ENOTSUP;
@@ -174,12 +179,16 @@ Task<Result<InodeId>> DualFs::staging_dir() {
   co_return staging_;
 }
 
-Task<Status> DualFs::copy_data(InodeId b_ino, InodeId a_ino, HandleId a_fh, uint64_t size) {
+Task<Status> DualFs::copy_data(InodeId b_ino, InodeId a_ino, HandleId a_fh, const Attr& from) {
+  const uint64_t size = from.size;
   const RequestContext root = server_ctx();
   Result<OpenReply> src = co_await config_.b->open(root, b_ino, O_RDONLY, false);
   if (!src) co_return Errno{src.error()};
   CopyJob job{b_ino, src->fh, a_ino, a_fh};
   job.size = size;
+  // A small file whose allocated blocks cover its size has no hole to keep: its bytes go in one
+  // pass, without setting the size first or asking B for its hole map (three host jobs less).
+  job.dense = size <= dense_copy_max && from.blocks * 512 >= size;
   // copy_file_range between the two host files when both sides have them (copy_up.hpp).
   job.host_in = config_.host_copy ? config_.b->host_fd(b_ino, job.b_fh) : -1;
   Status status = co_await copy_extents(job, size);
@@ -190,6 +199,11 @@ Task<Status> DualFs::copy_data(InodeId b_ino, InodeId a_ino, HandleId a_fh, uint
 
 Task<Status> DualFs::copy_extents(CopyJob& job, uint64_t size) {
   const RequestContext root = server_ctx();
+  if (job.dense) {
+    Result<uint64_t> reached = co_await copy_range(job, 0, size);
+    if (!reached) co_return Errno{reached.error()};
+    co_return ok_status();
+  }
   // The copy gets B's size first, so that the ranges B has no data for stay holes in A.
   SetAttrIn grow;
   grow.valid = fuse::FATTR_SIZE | fuse::FATTR_FH;
@@ -307,15 +321,25 @@ Task<Status> DualFs::copy_xattrs(InodeId b_ino, InodeId a_ino) {
 
 Task<Status> DualFs::copy_metadata(InodeId a_ino, const Attr& from, bool symlink) {
   const RequestContext root = server_ctx();
-  SetAttrIn owner;
-  owner.valid = fuse::FATTR_UID | fuse::FATTR_GID;
-  owner.uid = from.uid;
-  owner.gid = from.gid;
-  Result<AttrReply> chown = co_await config_.a->setattr(root, a_ino, owner);
-  if (!chown) co_return Errno{chown.error()};
-  // The mode after the owner: a chown may clear setuid and setgid.
+  // Without setuid/setgid bits there is nothing a chown could clear: owner, mode and times go
+  // in one setattr (one host job and one ownership-record write on a passthrough A instead of
+  // two). Otherwise the mode goes after the owner, as a chown may clear setuid and setgid.
+  const bool together = (from.mode & (S_ISUID | S_ISGID)) == 0;
+  if (!together) {
+    SetAttrIn owner;
+    owner.valid = fuse::FATTR_UID | fuse::FATTR_GID;
+    owner.uid = from.uid;
+    owner.gid = from.gid;
+    Result<AttrReply> chown = co_await config_.a->setattr(root, a_ino, owner);
+    if (!chown) co_return Errno{chown.error()};
+  }
   SetAttrIn rest;
-  rest.valid = fuse::FATTR_ATIME | fuse::FATTR_MTIME;
+  if (together) {
+    rest.valid = fuse::FATTR_UID | fuse::FATTR_GID;
+    rest.uid = from.uid;
+    rest.gid = from.gid;
+  }
+  rest.valid |= fuse::FATTR_ATIME | fuse::FATTR_MTIME;
   if (!symlink) rest.valid |= fuse::FATTR_MODE;
   rest.mode = from.mode & 07777;
   rest.atime = from.atime;
@@ -349,7 +373,7 @@ Task<Status> DualFs::copy_up_now(const NodePtr& n, bool truncate) {
     if (!c) co_return Errno{c.error()};
     made = c->entry.ino;
     const HandleId a_fh = c->open.fh;
-    if (!truncate && from.size > 0) status = co_await copy_data(v.b, made, a_fh, from.size);
+    if (!truncate && from.size > 0) status = co_await copy_data(v.b, made, a_fh, from);
     Status released = co_await config_.a->release(root, made, a_fh, O_WRONLY);
     (void)released;
   } else if (S_ISLNK(from.mode)) {

@@ -232,10 +232,11 @@ class DualFs final : public Filesystem {
     HandleId a_fh = 0;
     uint64_t size = 0;         // B's size when the copy began
     int host_in = -1;          // B's host fd while copy_file_range works, else -1
+    bool dense = false;        // no holes to keep: one pass over [0, size), no size set first
     std::vector<char> buffer;  // the read/write path's buffer, allocated on first use
   };
-  Task<Status> copy_data(InodeId b_ino, InodeId a_ino, HandleId a_fh, uint64_t size);
-  // Sets A's size, then copies B's data extents (holes stay holes).
+  Task<Status> copy_data(InodeId b_ino, InodeId a_ino, HandleId a_fh, const Attr& from);
+  // Sets A's size, then copies B's data extents (holes stay holes); a dense job in one pass.
   Task<Status> copy_extents(CopyJob& job, uint64_t size);
   // Copies [offset, end); returns where it stopped (short when B ended early).
   Task<Result<uint64_t>> copy_range(CopyJob& job, uint64_t offset, uint64_t end);

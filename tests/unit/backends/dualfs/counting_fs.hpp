@@ -31,6 +31,8 @@ class CountingFs final : public Filesystem {
   bool read_only = false;
   uint64_t refused = 0;                // changes refused under read_only
   uint64_t host_copies = 0;            // copy_from_host_fd calls
+  uint64_t setattrs = 0;               // setattr calls
+  uint64_t lseeks = 0;                 // lseek calls
   int refuse_host_copy = 0;            // an errno copy_from_host_fd answers instead of copying
   std::function<void()> on_host_copy;  // called at each copy_from_host_fd
 
@@ -68,6 +70,7 @@ class CountingFs final : public Filesystem {
   }
   Task<Result<AttrReply>> setattr(const RequestContext& c, InodeId i,
                                   const SetAttrIn& in) override {
+    ++setattrs;
     if (read_only) co_return refuse();
     co_return co_await inner_->setattr(c, i, in);
   }
@@ -187,6 +190,7 @@ class CountingFs final : public Filesystem {
   }
   Task<Result<uint64_t>> lseek(const RequestContext& c, InodeId i, HandleId fh, uint64_t o,
                                uint32_t w) override {
+    ++lseeks;
     co_return co_await inner_->lseek(c, i, fh, o, w);
   }
   Task<Result<size_t>> copy_file_range(const RequestContext& c, InodeId a, HandleId fa, uint64_t oa,

@@ -232,3 +232,61 @@ TEST_CASE("copy-up through the buffer reads whole chunks after a small first ext
   CHECK(f.fs->copied_bytes() == head.size() + body.size());
   CHECK(f.b->reads == 1 + 4);  // the 4 KiB extent, then 256 KiB in 64 KiB pieces
 }
+
+TEST_CASE("a small file without holes is copied up in one pass and one metadata setattr",
+          "[dualfs][copyup]") {
+  DualFixture f;
+  const std::string data = pattern(4096);
+  f.B.put("small", data, 0640);
+  const Attr before = f.B.attr("small");
+  REQUIRE(f.write("small", "Z", O_RDWR).ok());
+  CHECK(*f.read("small") == "Z" + data.substr(1));
+  CHECK(*f.B.content("small") == data);
+  CHECK(f.b->lseeks == 0);    // no hole map asked for
+  CHECK(f.a->setattrs == 1);  // owner, mode and times together; no size set first
+  CHECK(f.fs->copied_bytes() == data.size());
+  const Attr after = f.A.attr("small");
+  CHECK((after.mode & 07777) == 0640);
+  CHECK(after.uid == before.uid);
+  CHECK(after.gid == before.gid);
+  CHECK(after.size == data.size());
+}
+
+TEST_CASE("a small sparse file keeps its hole on copy-up", "[dualfs][copyup]") {
+  DualFixture f;
+  const uint64_t size = 64 * 1024;
+  const InodeId b_ino = f.B.put("sparse", "");
+  Result<OpenReply> o = run_coro(f.B.fs->open(f.B.ctx, b_ino, O_RDWR, false));
+  REQUIRE(o.ok());
+  std::string data = pattern(4096);
+  iovec iov{data.data(), data.size()};
+  IoVecs src{std::span<const iovec>(&iov, 1), data.size()};
+  REQUIRE(run_coro(f.B.fs->write(f.B.ctx, b_ino, o->fh, 32 * 1024, src, false)).ok());
+  SetAttrIn grow;
+  grow.valid = fuse::FATTR_SIZE;
+  grow.size = size;
+  REQUIRE(run_coro(f.B.fs->setattr(f.B.ctx, b_ino, grow)).ok());
+  REQUIRE(run_coro(f.B.fs->release(f.B.ctx, b_ino, o->fh, 0)).ok());
+
+  SetAttrIn chmod;
+  chmod.valid = fuse::FATTR_MODE;
+  chmod.mode = 0600;
+  REQUIRE(f.setattr("sparse", chmod).ok());
+  CHECK(f.b->lseeks > 0);
+  CHECK(f.fs->copied_bytes() == 4096);
+  std::string expected(size, '\0');
+  expected.replace(32 * 1024, 4096, data);
+  CHECK(*f.read("sparse") == expected);
+  CHECK(f.A.attr("sparse").size == size);
+  CHECK(f.A.attr("sparse").blocks * 512 <= 4096);
+}
+
+TEST_CASE("a setuid file keeps its setuid bit on copy-up: the mode is set after the owner",
+          "[dualfs][copyup]") {
+  DualFixture f;
+  f.B.put("suid", "#!/bin/sh\n", 04755);
+  REQUIRE((f.B.attr("suid").mode & 07777) == 04755);
+  REQUIRE(f.write("suid", "#", O_RDWR).ok());
+  CHECK((f.A.attr("suid").mode & 07777) == 04755);
+  CHECK(f.a->setattrs == 2);  // the owner first, then mode and times
+}
