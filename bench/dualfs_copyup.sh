@@ -145,7 +145,9 @@ elif mode == "stat":
         time.sleep(0.05)  # let the copy start
     lat = []
     for i in range(n):
-        if th is not None and not th.is_alive():
+        # At least one sample: a copy-up that ends within the start delay (a small BIG_MIB on a
+        # fast column) would otherwise leave nothing to take percentiles of.
+        if th is not None and not th.is_alive() and lat:
             break
         p = os.path.join(base, "d%02d" % (i // 1000), "s%05d" % i)
         t0 = time.perf_counter_ns()
