@@ -1,6 +1,5 @@
 #include "http/msb_api.hpp"
 
-#include <array>
 #include <exception>
 #include <limits>
 #include <new>
@@ -22,9 +21,6 @@ namespace {
 
 constexpr uint64_t gib = uint64_t{1} << 30;
 constexpr uint64_t max_capacity_gib = uint64_t{1} << 20;  // 1 PiB
-
-constexpr std::array<Method, 6> all_methods = {Method::get, Method::head,  Method::post,
-                                               Method::put, Method::patch, Method::delete_};
 
 ApiResponse json_response(unsigned status, const json& body) {
   ApiResponse r;
@@ -326,13 +322,7 @@ bool msb_method_allowed(MsbRoute route, Method method) {
 }
 
 std::string msb_allowed_methods(MsbRoute route) {
-  std::string out;
-  for (Method m : all_methods) {
-    if (!msb_method_allowed(route, m)) continue;
-    if (!out.empty()) out += ", ";
-    out += to_string(m);
-  }
-  return out;
+  return allow_header([route](Method m) { return msb_method_allowed(route, m); });
 }
 
 Outcome<std::string> decode_msb_path(std::string_view text) {

@@ -154,14 +154,18 @@ bool method_allowed(Route route, Method method) {
   return false;
 }
 
-std::string allowed_methods(Route route) {
+std::string allow_header(const std::function<bool(Method)>& allowed) {
   std::string out;
   for (Method m : all_methods) {
-    if (!method_allowed(route, m)) continue;
+    if (!allowed(m)) continue;
     if (!out.empty()) out += ", ";
     out += to_string(m);
   }
   return out;
+}
+
+std::string allowed_methods(Route route) {
+  return allow_header([route](Method m) { return method_allowed(route, m); });
 }
 
 Outcome<Query> Query::parse(std::string_view text) {

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -37,6 +38,8 @@ using volumes::Outcome;
 enum class Method : uint8_t { get, head, post, put, patch, delete_, other };
 Method parse_method(std::string_view text);  // exact, upper-case as on the wire
 std::string_view to_string(Method method);
+// An Allow header: the known methods `allowed` accepts, in one fixed order ("GET, POST").
+std::string allow_header(const std::function<bool(Method)>& allowed);
 
 enum class Route : uint8_t {
   none,
