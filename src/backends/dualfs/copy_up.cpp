@@ -81,14 +81,15 @@ Task<Status> DualFs::upgrade(const NodePtr& n, bool truncate) {
     Status s;
     if (table_.view(*n).a == 0) {
       const auto start = std::chrono::steady_clock::now();
+      uint64_t data_size = 0;
       if (n->is_dir()) {
         s = co_await promote_now(n);
       } else {
-        s = co_await copy_up_now(n, truncate);
+        s = co_await copy_up_now(n, truncate, data_size);
       }
       // Reported before the waiters go on, so nothing has written the copy yet.
       if (std::shared_ptr<const EventSink> sink = event_sink()) {
-        co_await report_upgrade(sink, n, truncate, start, s);
+        report_upgrade(*sink, n, start, s, data_size);
       }
     }
     table_.end_flight(n);
@@ -349,7 +350,7 @@ Task<Status> DualFs::copy_metadata(InodeId a_ino, const Attr& from, bool symlink
   co_return ok_status();
 }
 
-Task<Status> DualFs::copy_up_now(const NodePtr& n, bool truncate) {
+Task<Status> DualFs::copy_up_now(const NodePtr& n, bool truncate, uint64_t& data_size) {
   const InodeTable::View v = table_.view(*n);
   if (v.b == 0) co_return Errno{EIO};
   NodePtr parent = table_.find(v.parent);
@@ -414,6 +415,7 @@ Task<Status> DualFs::copy_up_now(const NodePtr& n, bool truncate) {
   table_.set_side(n, Side::a, made, true, drop);
   give_back(drop);
   copy_ups_.fetch_add(1, std::memory_order_relaxed);
+  if (S_ISREG(from.mode) && !truncate) data_size = from.size;
   const std::string name = v.name;
   if (marked) co_return co_await whiteouts_.note_copy(*pa, name);
   co_return co_await whiteouts_.add(*pa, name);

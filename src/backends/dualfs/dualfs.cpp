@@ -77,21 +77,16 @@ std::shared_ptr<const EventSink> DualFs::event_sink() const {
   return events_;
 }
 
-Task<void> DualFs::report_upgrade(const std::shared_ptr<const EventSink>& sink, const NodePtr& n,
-                                  bool truncate, std::chrono::steady_clock::time_point start,
-                                  const Status& outcome) {
+void DualFs::report_upgrade(const EventSink& sink, const NodePtr& n,
+                            std::chrono::steady_clock::time_point start, const Status& outcome,
+                            uint64_t data_size) {
   BackendEvent e;
   e.kind = n->is_dir() ? BackendEvent::Kind::promotion : BackendEvent::Kind::copy_up;
   e.node = n->ino;
   e.duration = std::chrono::steady_clock::now() - start;
   e.error = outcome ? 0 : outcome.error();
-  if (outcome && S_ISREG(n->type) && !truncate) {
-    // A complete copy holds all of B's data: its size is what was copied.
-    const InodeId a = table_.view(*n).a;
-    Result<AttrReply> st = co_await config_.a->getattr(RequestContext{}, a, std::nullopt);
-    if (st) e.bytes = st->attr.size;
-  }
-  sink->event(e);
+  e.bytes = outcome ? data_size : 0;
+  sink.event(e);
 }
 
 Task<void> DualFs::remove_leftovers() {

@@ -200,10 +200,11 @@ class DualFs final : public Filesystem {
   // The mount's hooks (SessionParams::events of the latest init()), or null.
   std::shared_ptr<const EventSink> event_sink() const;
   // Reports a finished promotion (directory) or copy-up of `n` that started at `start`; a
-  // copy-up's bytes are the size of the A file it made (0 for `truncate`, failures, non-files).
-  Task<void> report_upgrade(const std::shared_ptr<const EventSink>& sink, const NodePtr& n,
-                            bool truncate, std::chrono::steady_clock::time_point start,
-                            const Status& outcome);
+  // copy-up's bytes are the size of the file it copied (`data_size`, which copy_up_now sets:
+  // 0 for `truncate` and non-files; failures report 0).
+  void report_upgrade(const EventSink& sink, const NodePtr& n,
+                      std::chrono::steady_clock::time_point start, const Status& outcome,
+                      uint64_t data_size);
   // The side whose attributes, data and xattrs a node shows: A when it has one.
   static Side active_side(const InodeTable::View& v) { return v.a != 0 ? Side::a : Side::b; }
 
@@ -223,7 +224,8 @@ class DualFs final : public Filesystem {
   // (without data when `truncate`). Once per node; concurrent callers wait for the one running.
   Task<Status> upgrade(const NodePtr& n, bool truncate);
   Task<Status> promote_now(const NodePtr& dir);
-  Task<Status> copy_up_now(const NodePtr& n, bool truncate);
+  // Copies up a non-directory; on success `data_size` is the size of the regular file it copied.
+  Task<Status> copy_up_now(const NodePtr& n, bool truncate, uint64_t& data_size);
   // One file's data copy: B's open handle, A's, and how the bytes travel.
   struct CopyJob {
     InodeId b_ino = 0;
